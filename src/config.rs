@@ -1,0 +1,417 @@
+//! Command-line flags, their environment twins, and validation into a typed [`Config`].
+//!
+//! Every flag is documented here once and rendered by `--help`. Validation is pure: it reads
+//! no files and calls no service, so a bad flag fails before anything else happens.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::registry::{Registry, RegistryError, is_region};
+
+/// The label that marks the Secrets this tool owns.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY_LABEL`] on the Secrets this tool owns.
+pub const MANAGED_BY_VALUE: &str = "ecr-secret-refresher";
+
+/// How a Secret that already exists is brought up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Replace the data in place in one request: the Secret never goes missing. Falls back to
+    /// delete-and-create only where Kubernetes forbids an update (different `type`, `immutable`).
+    Update,
+    /// Delete the Secret and create it again, as `kubectl delete` + `kubectl create` do.
+    /// There is a short window in which pods that start cannot pull.
+    Recreate,
+}
+
+/// Where AWS credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CredentialsSource {
+    /// The first that works of: env, profile, web-identity, container, imds.
+    Auto,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
+    Env,
+    /// The shared config and credentials files (AWS_PROFILE), including credential_process and SSO.
+    Profile,
+    /// IRSA: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN.
+    WebIdentity,
+    /// EKS Pod Identity or ECS: AWS_CONTAINER_CREDENTIALS_FULL_URI / _RELATIVE_URI.
+    Container,
+    /// The EC2 instance metadata service (IMDSv2), i.e. the node's role.
+    Imds,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Refresh Amazon ECR image-pull secrets in Kubernetes namespaces.
+///
+/// One run gets an ECR token per region, then writes a kubernetes.io/dockerconfigjson Secret
+/// into each namespace, and exits: 0 when every namespace was refreshed, 1 when some failed,
+/// 2 when nothing could be done (configuration, credentials, tokens, cluster connection).
+#[derive(Debug, Parser)]
+#[command(name = "ecr-secret-refresher", version, about, long_about)]
+pub struct Cli {
+    /// Namespaces to write the Secret into, comma-separated.
+    #[arg(
+        long,
+        env = "ECR_REFRESHER_NAMESPACES",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Name of the Secret to write in each namespace.
+    #[arg(long, env = "ECR_REFRESHER_SECRET_NAME", default_value = "ecr")]
+    pub secret_name: String,
+
+    /// ECR registry hostnames, comma-separated (e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com).
+    /// Default: the caller's own account in --region.
+    #[arg(long, env = "ECR_REFRESHER_REGISTRIES", value_delimiter = ',')]
+    pub registries: Vec<String>,
+
+    /// AWS region for STS and for the default registry. Default: AWS_REGION, the profile's
+    /// region, or the region of the first registry.
+    #[arg(long, env = "ECR_REFRESHER_REGION")]
+    pub region: Option<String>,
+
+    /// Use the FIPS endpoint and hostname for the default registry.
+    #[arg(long, env = "ECR_REFRESHER_FIPS")]
+    pub fips: bool,
+
+    /// How an existing Secret is brought up to date.
+    #[arg(long, env = "ECR_REFRESHER_STRATEGY", value_enum, default_value_t = Strategy::Update)]
+    pub strategy: Strategy,
+
+    /// Get the tokens and print the Secrets that would be written (passwords redacted);
+    /// change nothing and do not contact the cluster.
+    #[arg(long, env = "ECR_REFRESHER_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Take over a Secret of the same name that this tool did not create.
+    #[arg(long, env = "ECR_REFRESHER_FORCE")]
+    pub force: bool,
+
+    /// Log line format.
+    #[arg(long, env = "ECR_REFRESHER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Path of the kubeconfig to use. Default: KUBECONFIG, ~/.kube/config, then the in-cluster
+    /// service account.
+    #[arg(long, env = "ECR_REFRESHER_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// kubeconfig context to use instead of the current one.
+    #[arg(long, env = "ECR_REFRESHER_CONTEXT")]
+    pub context: Option<String>,
+
+    /// Where AWS credentials come from.
+    #[arg(long, env = "ECR_REFRESHER_CREDENTIALS_SOURCE", value_enum, default_value_t = CredentialsSource::Auto)]
+    pub credentials_source: CredentialsSource,
+
+    /// IAM role to assume with STS before calling ECR (for a registry in another account).
+    #[arg(long, env = "ECR_REFRESHER_ASSUME_ROLE_ARN")]
+    pub assume_role_arn: Option<String>,
+
+    /// External ID that the assumed role's trust policy requires.
+    #[arg(long, env = "ECR_REFRESHER_EXTERNAL_ID", requires = "assume_role_arn")]
+    pub external_id: Option<String>,
+
+    /// Session name for the assumed role (shows in CloudTrail).
+    #[arg(
+        long,
+        env = "ECR_REFRESHER_ROLE_SESSION_NAME",
+        default_value = "ecr-secret-refresher",
+        requires = "assume_role_arn"
+    )]
+    pub role_session_name: String,
+
+    /// How many namespaces are written at the same time.
+    #[arg(long, env = "ECR_REFRESHER_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub namespaces: Vec<String>,
+    pub secret_name: String,
+    pub registries: Vec<Registry>,
+    pub strategy: Strategy,
+    pub dry_run: bool,
+    pub force: bool,
+    pub log_format: LogFormat,
+    pub kube: KubeTarget,
+    pub aws: AwsSettings,
+    pub concurrency: usize,
+}
+
+/// Which cluster to talk to.
+#[derive(Debug, Clone, Default)]
+pub struct KubeTarget {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+/// How to obtain AWS credentials, and for which region.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub source: CredentialsSource,
+    /// The region given on the command line, if any.
+    pub region: Option<String>,
+    /// Whether the default registry uses the FIPS endpoint.
+    pub fips: bool,
+    pub assume_role: Option<AssumeRole>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--namespaces: '{0}' is not a valid namespace name (lower-case letters, digits and '-', at most 63 characters)"
+    )]
+    Namespace(String),
+    #[error("--namespaces is empty: name at least one namespace, e.g. --namespaces default")]
+    NoNamespaces,
+    #[error(
+        "--secret-name: '{0}' is not a valid Secret name (lower-case letters, digits, '-' and '.', at most 253 characters)"
+    )]
+    SecretName(String),
+    #[error("--registries: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("--region: '{0}' is not an AWS region name such as us-east-1 or cn-north-1")]
+    Region(String),
+    #[error(
+        "--assume-role-arn: '{0}' is not an IAM role ARN such as arn:aws:iam::123456789012:role/ecr-reader"
+    )]
+    RoleArn(String),
+    #[error("--role-session-name: '{0}' must be 2 to 64 characters of letters, digits and =,.@-_")]
+    SessionName(String),
+    #[error("--concurrency must be between 1 and 256, got {0}")]
+    Concurrency(usize),
+}
+
+/// Whether `s` is an RFC 1123 label, as namespace names must be.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `s` is an RFC 1123 subdomain, as Secret names must be.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Whether `s` is an IAM role ARN, in any partition.
+pub fn is_role_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    matches!(parts.as_slice(),
+        ["arn", partition, "iam", "", account, resource]
+            if partition.starts_with("aws")
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.strip_prefix("role/").is_some_and(|r| !r.is_empty()))
+}
+
+impl Cli {
+    /// Checks every flag and builds the typed configuration.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mut namespaces: Vec<String> = Vec::new();
+        for ns in self
+            .namespaces
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
+            if !is_dns_label(ns) {
+                return Err(ConfigError::Namespace(ns.to_string()));
+            }
+            if !namespaces.iter().any(|n| n == ns) {
+                namespaces.push(ns.to_string());
+            }
+        }
+        if namespaces.is_empty() {
+            return Err(ConfigError::NoNamespaces);
+        }
+        if !is_dns_subdomain(&self.secret_name) {
+            return Err(ConfigError::SecretName(self.secret_name));
+        }
+        let registries = self
+            .registries
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<Registry>, _>>()?;
+        if let Some(region) = &self.region
+            && !is_region(region)
+        {
+            return Err(ConfigError::Region(region.clone()));
+        }
+        let assume_role = match self.assume_role_arn {
+            Some(arn) => {
+                if !is_role_arn(&arn) {
+                    return Err(ConfigError::RoleArn(arn));
+                }
+                let name = &self.role_session_name;
+                if !(2..=64).contains(&name.len())
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "=,.@-_".contains(c))
+                {
+                    return Err(ConfigError::SessionName(name.clone()));
+                }
+                Some(AssumeRole {
+                    role_arn: arn,
+                    external_id: self.external_id,
+                    session_name: self.role_session_name,
+                })
+            }
+            None => None,
+        };
+        if !(1..=256).contains(&self.concurrency) {
+            return Err(ConfigError::Concurrency(self.concurrency));
+        }
+        Ok(Config {
+            namespaces,
+            secret_name: self.secret_name,
+            registries,
+            strategy: self.strategy,
+            dry_run: self.dry_run,
+            force: self.force,
+            log_format: self.log_format,
+            kube: KubeTarget {
+                kubeconfig: self.kubeconfig,
+                context: self.context,
+            },
+            aws: AwsSettings {
+                source: self.credentials_source,
+                region: self.region,
+                fips: self.fips,
+                assume_role,
+            },
+            concurrency: self.concurrency,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["ecr-secret-refresher"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().into_config()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cli(&["--namespaces", "a,b, c,a"]).unwrap();
+        assert_eq!(c.namespaces, ["a", "b", "c"]);
+        assert_eq!(c.secret_name, "ecr");
+        assert_eq!(c.strategy, Strategy::Update);
+        assert!(c.registries.is_empty());
+        assert_eq!(c.aws.source, CredentialsSource::Auto);
+        assert!(c.aws.assume_role.is_none());
+        assert_eq!(c.concurrency, 16);
+    }
+
+    #[test]
+    fn each_bad_flag_is_named() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--namespaces", "Team_A"], "--namespaces: 'Team_A'"),
+            (&["--namespaces", ","], "--namespaces is empty"),
+            (
+                &["--namespaces", "a", "--secret-name", "Ecr"],
+                "--secret-name: 'Ecr'",
+            ),
+            (
+                &["--namespaces", "a", "--registries", "docker.io"],
+                "--registries: 'docker.io'",
+            ),
+            (
+                &["--namespaces", "a", "--region", "useast1"],
+                "--region: 'useast1'",
+            ),
+            (
+                &[
+                    "--namespaces",
+                    "a",
+                    "--assume-role-arn",
+                    "arn:aws:iam::1:role/x",
+                ],
+                "--assume-role-arn",
+            ),
+            (
+                &["--namespaces", "a", "--concurrency", "0"],
+                "--concurrency",
+            ),
+            (
+                &[
+                    "--namespaces",
+                    "a",
+                    "--assume-role-arn",
+                    "arn:aws:iam::123456789012:role/r",
+                    "--role-session-name",
+                    "a b",
+                ],
+                "--role-session-name",
+            ),
+        ];
+        for (args, want) in cases {
+            let err = cli(args).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn role_arns_in_every_partition() {
+        assert!(is_role_arn("arn:aws:iam::123456789012:role/ecr-reader"));
+        assert!(is_role_arn("arn:aws-cn:iam::123456789012:role/path/ecr"));
+        assert!(is_role_arn("arn:aws-us-gov:iam::123456789012:role/x"));
+        assert!(!is_role_arn("arn:aws:iam::123456789012:user/x"));
+        assert!(!is_role_arn("arn:aws:sts::123456789012:role/x"));
+        assert!(!is_role_arn("role/x"));
+    }
+
+    #[test]
+    fn external_id_needs_a_role() {
+        let err =
+            Cli::try_parse_from(["x", "--namespaces", "a", "--external-id", "e"]).unwrap_err();
+        assert!(err.to_string().contains("--assume-role-arn"), "{err}");
+    }
+
+    #[test]
+    fn registries_are_parsed_and_stripped() {
+        let c = cli(&[
+            "--namespaces",
+            "a",
+            "--registries",
+            "https://123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/, 123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        ])
+        .unwrap();
+        let hosts: Vec<&str> = c.registries.iter().map(|r| r.host.as_str()).collect();
+        assert_eq!(
+            hosts,
+            [
+                "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+            ]
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! AWS credentials and region: choosing the source, probing it quickly, and chaining AssumeRole.
+//!
+//! The sources are aws-config's own providers, tried in the default chain's order. We walk the
+//! chain ourselves instead of using `DefaultCredentialsChain` so that a run without credentials
+//! can say what it tried and why each source had nothing, and so that IMDS, the last source,
+//! gives up after one short attempt instead of stalling a laptop run.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use aws_config::ecs::EcsCredentialsProvider;
+use aws_config::environment::{
+    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+};
+use aws_config::imds;
+use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_config::imds::region::ImdsRegionProvider;
+use aws_config::meta::region::ProvideRegion;
+use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
+use aws_config::provider_config::ProviderConfig;
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+use crate::config::{AwsSettings, CredentialsSource};
+use crate::errors;
+
+/// How long IMDS may take to answer before we decide we are not on EC2.
+const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AwsSetupError {
+    #[error(
+        "no AWS region: pass --region (or set AWS_REGION), or name registries with --registries"
+    )]
+    NoRegion,
+    #[error(
+        "no AWS credentials found. Tried:\n{tried}\nSet one of these up, or pick one with --credentials-source."
+    )]
+    NoCredentials { tried: String },
+    #[error("AWS credentials from {source_name} failed: {message}")]
+    SourceFailed {
+        source_name: &'static str,
+        message: String,
+    },
+    #[error(
+        "cannot assume role {role_arn}: {message}. Check the role's trust policy allows the caller (and the external ID, if one is required)."
+    )]
+    AssumeRole { role_arn: String, message: String },
+    #[error(
+        "STS GetCallerIdentity failed: {0}. Name the registries with --registries to skip this call."
+    )]
+    CallerIdentity(String),
+}
+
+/// AWS configuration ready for service clients: region, HTTP client and resolved credentials.
+pub struct Aws {
+    pub sdk: SdkConfig,
+    /// Which source the credentials came from, for the log.
+    pub source: &'static str,
+}
+
+/// The HTTPS client for every AWS call: rustls with ring, the same TLS stack the kube client uses.
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+fn fast_imds(conf: &ProviderConfig) -> imds::Client {
+    imds::Client::builder()
+        .configure(conf)
+        .max_attempts(1)
+        .connect_timeout(IMDS_TIMEOUT)
+        .read_timeout(IMDS_TIMEOUT)
+        .build()
+}
+
+/// The region for STS and the default registry: `--region`, then AWS_REGION and the profile,
+/// then the first registry's region, then IMDS.
+async fn resolve_region(
+    settings: &AwsSettings,
+    hint: Option<&str>,
+    conf: &ProviderConfig,
+) -> Option<Region> {
+    if let Some(r) = &settings.region {
+        return Some(Region::new(r.clone()));
+    }
+    if let Some(r) = EnvironmentVariableRegionProvider::new().region().await {
+        return Some(r);
+    }
+    let profile = ProfileFileRegionProvider::builder().configure(conf).build();
+    if let Some(r) = profile.region().await {
+        return Some(r);
+    }
+    if let Some(h) = hint {
+        return Some(Region::new(h.to_string()));
+    }
+    ImdsRegionProvider::builder()
+        .imds_client(fast_imds(conf))
+        .build()
+        .region()
+        .await
+}
+
+/// One credentials source, with a hint for the user when it has nothing.
+struct Source {
+    name: &'static str,
+    provider: SharedCredentialsProvider,
+}
+
+fn sources(choice: CredentialsSource, conf: &ProviderConfig) -> Vec<Source> {
+    let s = |name, provider: SharedCredentialsProvider| Source { name, provider };
+    let env = || {
+        s(
+            "environment (AWS_ACCESS_KEY_ID)",
+            SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
+        )
+    };
+    let profile = || {
+        s(
+            "profile (~/.aws/config, AWS_PROFILE)",
+            SharedCredentialsProvider::new(
+                ProfileFileCredentialsProvider::builder()
+                    .configure(conf)
+                    .build(),
+            ),
+        )
+    };
+    let web = || {
+        s(
+            "web identity / IRSA (AWS_WEB_IDENTITY_TOKEN_FILE)",
+            SharedCredentialsProvider::new(
+                WebIdentityTokenCredentialsProvider::builder()
+                    .configure(conf)
+                    .build(),
+            ),
+        )
+    };
+    let container = || {
+        s(
+            "container / EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI)",
+            SharedCredentialsProvider::new(
+                EcsCredentialsProvider::builder()
+                    .configure(conf)
+                    .connect_timeout(Duration::from_secs(2))
+                    .read_timeout(Duration::from_secs(5))
+                    .build(),
+            ),
+        )
+    };
+    let imds = || {
+        s(
+            "EC2 instance metadata (IMDSv2)",
+            SharedCredentialsProvider::new(
+                ImdsCredentialsProvider::builder()
+                    .configure(conf)
+                    .imds_client(fast_imds(conf))
+                    .build(),
+            ),
+        )
+    };
+    match choice {
+        CredentialsSource::Auto => vec![env(), profile(), web(), container(), imds()],
+        CredentialsSource::Env => vec![env()],
+        CredentialsSource::Profile => vec![profile()],
+        CredentialsSource::WebIdentity => vec![web()],
+        CredentialsSource::Container => vec![container()],
+        CredentialsSource::Imds => vec![imds()],
+    }
+}
+
+/// Walks the sources in order like the default chain: a source that is not configured passes
+/// to the next; a source that is configured but fails stops the walk.
+async fn first_credentials(sources: Vec<Source>) -> Result<(Source, Credentials), AwsSetupError> {
+    let mut tried = Vec::new();
+    for source in sources {
+        match source.provider.provide_credentials().await {
+            Ok(creds) => return Ok((source, creds)),
+            Err(e @ CredentialsError::CredentialsNotLoaded(_)) => {
+                let why = errors::chain(&e);
+                tried.push(format!(
+                    "  - {}: {}",
+                    source.name,
+                    why.trim_start_matches("the credential provider was not enabled: ")
+                ));
+            }
+            Err(e) => {
+                return Err(AwsSetupError::SourceFailed {
+                    source_name: source.name,
+                    message: errors::chain(&e),
+                });
+            }
+        }
+    }
+    Err(AwsSetupError::NoCredentials {
+        tried: tried.join("\n"),
+    })
+}
+
+/// Hands the SDK the credentials we already fetched, so that the source is not asked twice,
+/// and asks the source again only once they are close to expiring.
+#[derive(Debug)]
+struct Primed {
+    first: Mutex<Option<Credentials>>,
+    inner: SharedCredentialsProvider,
+}
+
+impl Primed {
+    fn provider(first: Credentials, inner: SharedCredentialsProvider) -> SharedCredentialsProvider {
+        SharedCredentialsProvider::new(Primed {
+            first: Mutex::new(Some(first)),
+            inner,
+        })
+    }
+}
+
+impl ProvideCredentials for Primed {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let first = self.first.lock().ok().and_then(|mut f| f.take());
+        let fresh = |c: &Credentials| {
+            c.expiry()
+                .is_none_or(|e| e > SystemTime::now() + Duration::from_secs(60))
+        };
+        match first {
+            Some(c) if fresh(&c) => future::ProvideCredentials::ready(Ok(c)),
+            _ => self.inner.provide_credentials(),
+        }
+    }
+}
+
+/// Resolves region and credentials (and the assumed role, if any), failing fast with an error
+/// that says what to fix. `region_hint` is the region of the first registry, if registries were named.
+pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<Aws, AwsSetupError> {
+    let http = http_client();
+    let base = ProviderConfig::default().with_http_client(http.clone());
+    let region = resolve_region(settings, region_hint, &base)
+        .await
+        .ok_or(AwsSetupError::NoRegion)?;
+    let conf = base.with_region(Some(region.clone()));
+    let (source, creds) = first_credentials(sources(settings.source, &conf)).await?;
+    tracing::debug!(source = source.name, "AWS credentials found");
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .region(region.clone())
+        .credentials_provider(Primed::provider(creds, source.provider))
+        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .load()
+        .await;
+    let Some(role) = &settings.assume_role else {
+        return Ok(Aws {
+            sdk,
+            source: source.name,
+        });
+    };
+    let mut builder = AssumeRoleProvider::builder(role.role_arn.clone())
+        .session_name(role.session_name.clone())
+        .region(region);
+    if let Some(id) = &role.external_id {
+        builder = builder.external_id(id.clone());
+    }
+    let assume = SharedCredentialsProvider::new(builder.configure(&sdk).build().await);
+    let assumed = assume
+        .provide_credentials()
+        .await
+        .map_err(|e| AwsSetupError::AssumeRole {
+            role_arn: role.role_arn.clone(),
+            message: errors::chain(&e),
+        })?;
+    let sdk = sdk
+        .into_builder()
+        .credentials_provider(Primed::provider(assumed, assume))
+        .build();
+    Ok(Aws {
+        sdk,
+        source: source.name,
+    })
+}
+
+/// The caller's account ID, from STS GetCallerIdentity.
+pub async fn caller_account(sdk: &SdkConfig) -> Result<String, AwsSetupError> {
+    let sts = aws_sdk_sts::Client::new(sdk);
+    let out = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| AwsSetupError::CallerIdentity(errors::chain(&e)))?;
+    out.account
+        .ok_or_else(|| AwsSetupError::CallerIdentity("the response has no account ID".into()))
+}

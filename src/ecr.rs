@@ -1,0 +1,130 @@
+//! ECR authorization tokens: one GetAuthorizationToken call per token scope (region and FIPS).
+
+use aws_config::Region;
+use aws_config::SdkConfig;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jiff::Timestamp;
+
+use crate::dockerconfig::RegistryAuth;
+use crate::errors;
+use crate::registry::TokenScope;
+use crate::sensitive::Sensitive;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EcrError {
+    #[error(
+        "ECR GetAuthorizationToken in {region} failed: {message}. Check that the credentials allow ecr:GetAuthorizationToken and that the region is right."
+    )]
+    Call { region: String, message: String },
+    #[error("ECR GetAuthorizationToken in {region} returned {what}")]
+    Malformed { region: String, what: &'static str },
+}
+
+/// A decoded ECR token: the docker username and password, and when they expire.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub username: String,
+    pub password: Sensitive,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Decodes `authorizationToken`: base64 of `user:password`.
+pub fn decode_token(encoded: &str) -> Option<(String, Sensitive)> {
+    let bytes = STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (user, password) = text.split_once(':')?;
+    if user.is_empty() || password.is_empty() {
+        return None;
+    }
+    Some((user.to_string(), Sensitive::new(password)))
+}
+
+/// Gets one token for a scope.
+async fn token_for(sdk: &SdkConfig, scope: &TokenScope) -> Result<Token, EcrError> {
+    let conf = aws_sdk_ecr::config::Builder::from(sdk)
+        .region(Region::new(scope.region.clone()))
+        .use_fips(scope.fips)
+        .build();
+    let client = aws_sdk_ecr::Client::from_conf(conf);
+    let out = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| EcrError::Call {
+            region: scope.region.clone(),
+            message: errors::chain(&e),
+        })?;
+    let malformed = |what| EcrError::Malformed {
+        region: scope.region.clone(),
+        what,
+    };
+    let data = out
+        .authorization_data
+        .and_then(|d| d.into_iter().next())
+        .ok_or_else(|| malformed("no authorization data"))?;
+    let encoded = data
+        .authorization_token
+        .ok_or_else(|| malformed("no authorization token"))?;
+    let (username, password) = decode_token(&encoded)
+        .ok_or_else(|| malformed("a token that is not base64 of user:password"))?;
+    let expires_at = data
+        .expires_at
+        .and_then(|t| Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
+    Ok(Token {
+        username,
+        password,
+        expires_at,
+    })
+}
+
+/// The credentials for every registry, with the earliest expiry among the tokens.
+/// Scopes are fetched concurrently; any failure fails the whole set, before the cluster is touched.
+pub async fn registry_auths(
+    sdk: &SdkConfig,
+    scopes: &[TokenScope],
+) -> Result<(Vec<RegistryAuth>, Option<Timestamp>), EcrError> {
+    let tokens = futures::future::join_all(scopes.iter().map(|s| token_for(sdk, s))).await;
+    let mut auths = Vec::new();
+    let mut earliest: Option<Timestamp> = None;
+    for (scope, token) in scopes.iter().zip(tokens) {
+        let token = token?;
+        tracing::debug!(region = %scope.region, fips = scope.fips, expires_at = ?token.expires_at, "ECR token obtained");
+        if let Some(t) = token.expires_at {
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        }
+        for registry in &scope.registries {
+            auths.push(RegistryAuth {
+                host: registry.host.clone(),
+                username: token.username.clone(),
+                password: token.password.clone(),
+            });
+        }
+    }
+    Ok((auths, earliest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_user_and_password() {
+        let (user, pw) = decode_token(&STANDARD.encode("AWS:abc:def=")).unwrap();
+        assert_eq!(user, "AWS");
+        assert_eq!(pw.expose(), "abc:def=");
+    }
+
+    #[test]
+    fn rejects_malformed_tokens() {
+        for bad in [
+            "",
+            "!!!",
+            &STANDARD.encode("nocolon"),
+            &STANDARD.encode("AWS:"),
+            &STANDARD.encode(":pw"),
+        ] {
+            assert!(decode_token(bad).is_none(), "{bad}");
+        }
+    }
+}

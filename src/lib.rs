@@ -1,0 +1,18 @@
+//! ecr-secret-refresher: keeps Kubernetes image-pull secrets for Amazon ECR fresh.
+//!
+//! One run is one pass of a pipeline, one module per stage:
+//! [`config`] → [`credentials`] → [`ecr`] (per [`registry`] scope) → [`dockerconfig`] →
+//! [`secrets`] (per namespace, through [`cluster`]) → [`report`]. [`refresh`] runs the stages.
+
+pub mod cluster;
+pub mod config;
+pub mod credentials;
+pub mod dockerconfig;
+pub mod ecr;
+pub mod errors;
+pub mod logging;
+pub mod refresh;
+pub mod registry;
+pub mod report;
+pub mod secrets;
+pub mod sensitive;

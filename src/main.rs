@@ -1,0 +1,31 @@
+//! The `ecr-secret-refresher` command: parse flags, set up logging, run one refresh, exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ecr_secret_refresher::config::Cli;
+use ecr_secret_refresher::report::RunStatus;
+use ecr_secret_refresher::{logging, refresh};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let config = match cli.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return RunStatus::NothingDone.exit_code();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return RunStatus::NothingDone.exit_code();
+        }
+    };
+    runtime.block_on(refresh::run(&config)).exit_code()
+}

@@ -1,0 +1,432 @@
+//! Writing the pull Secret into one namespace: ownership, the `update` and `recreate`
+//! strategies, retries, and never leaving a namespace without the Secret it had.
+//!
+//! Steady-state cost: `update` is one request (a JSON patch that tests our label and the type,
+//! then replaces the data); `recreate` is three (get, delete with preconditions, create).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::config::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
+use crate::errors;
+
+/// The Secret type for image-pull secrets.
+pub const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
+/// The key of the docker config in the Secret's data.
+pub const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
+pub const EXPIRES_AT_ANNOTATION: &str = "ecr-secret-refresher/expires-at";
+pub const REFRESHED_AT_ANNOTATION: &str = "ecr-secret-refresher/refreshed-at";
+pub const REGISTRIES_ANNOTATION: &str = "ecr-secret-refresher/registries";
+
+/// How many times a request that failed for a passing reason (429, 5xx, connection) is tried.
+const ATTEMPTS: u32 = 3;
+
+/// The Secret to write, the same in every namespace. Built once per run.
+pub struct DesiredSecret {
+    name: String,
+    data: BTreeMap<String, ByteString>,
+    annotations: BTreeMap<String, String>,
+    /// The JSON patch of the update strategy, built once and reused for every namespace.
+    patch: json_patch::Patch,
+}
+
+impl DesiredSecret {
+    pub fn new(name: &str, docker_config: &[u8], annotations: BTreeMap<String, String>) -> Self {
+        let data = BTreeMap::from([(
+            DOCKER_CONFIG_KEY.to_string(),
+            ByteString(docker_config.to_vec()),
+        )]);
+        let patch = update_patch(&data, &annotations);
+        DesiredSecret {
+            name: name.to_string(),
+            data,
+            annotations,
+            patch,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The full Secret object for `namespace`.
+    pub fn object(&self, namespace: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(namespace.to_string()),
+                labels: Some(BTreeMap::from([(
+                    MANAGED_BY_LABEL.to_string(),
+                    MANAGED_BY_VALUE.to_string(),
+                )])),
+                annotations: Some(self.annotations.clone()),
+                ..ObjectMeta::default()
+            },
+            type_: Some(DOCKER_CONFIG_JSON.to_string()),
+            data: Some(self.data.clone()),
+            ..Secret::default()
+        }
+    }
+}
+
+/// A JSON pointer segment for a map key (RFC 6901 escaping).
+fn pointer_key(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Tests that the Secret is ours and of the right type, then replaces data and our annotations,
+/// atomically: if a test fails the server applies nothing and answers 422.
+fn update_patch(
+    data: &BTreeMap<String, ByteString>,
+    annotations: &BTreeMap<String, String>,
+) -> json_patch::Patch {
+    let mut ops = vec![
+        json!({"op": "test", "path": format!("/metadata/labels/{}", pointer_key(MANAGED_BY_LABEL)), "value": MANAGED_BY_VALUE}),
+        json!({"op": "test", "path": "/type", "value": DOCKER_CONFIG_JSON}),
+        json!({"op": "replace", "path": "/data", "value": data}),
+    ];
+    for (k, v) in annotations {
+        ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_key(k)), "value": v}));
+    }
+    // The operations above are well-formed by construction, so this parse cannot fail.
+    serde_json::from_value(serde_json::Value::Array(ops)).unwrap_or_default()
+}
+
+/// What was done to the Secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// There was none; it was created.
+    Created,
+    /// Its data was replaced in place by a JSON patch.
+    Updated,
+    /// It was replaced in place by a full update (it lacked our annotations, or was taken over).
+    Replaced,
+    /// It was deleted and created again.
+    Recreated,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Replaced => "replaced",
+            Action::Recreated => "recreated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error(
+        "Secret '{name}' exists but is not managed by ecr-secret-refresher ({MANAGED_BY_LABEL}={owner}); left unchanged. Pass --force to take it over, or pick another --secret-name"
+    )]
+    Foreign { name: String, owner: String },
+    #[error("namespace does not exist: create it, or remove it from --namespaces")]
+    NoNamespace,
+    #[error("{op} Secret '{name}' failed: {message}")]
+    Api {
+        op: &'static str,
+        name: String,
+        message: String,
+    },
+    #[error(
+        "deleted the old Secret but could not create the new one ({create}); the old Secret was put back and still holds the previous password"
+    )]
+    Restored { create: String },
+    #[error(
+        "NAMESPACE LEFT WITHOUT ITS SECRET: deleted the old Secret, then could not create the new one ({create}) nor put the old one back ({restore}). Pods here cannot pull from ECR until a run succeeds"
+    )]
+    LeftWithoutSecret { create: String, restore: String },
+}
+
+impl WriteError {
+    /// Whether the namespace has no Secret now although it had one before the run.
+    pub fn lost_secret(&self) -> bool {
+        matches!(self, WriteError::LeftWithoutSecret { .. })
+    }
+}
+
+fn status_of(err: &kube::Error) -> Option<&kube::core::Status> {
+    match err {
+        kube::Error::Api(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn code_of(err: &kube::Error) -> Option<u16> {
+    status_of(err).map(|s| s.code)
+}
+
+fn describe(err: &kube::Error) -> String {
+    match status_of(err) {
+        Some(s) if !s.reason.is_empty() => format!("{} ({}, HTTP {})", s.message, s.reason, s.code),
+        Some(s) => format!("{} (HTTP {})", s.message, s.code),
+        None => errors::chain(err),
+    }
+}
+
+/// Passing failures: throttling, server errors, and failures to reach the server at all.
+fn is_transient(err: &kube::Error) -> bool {
+    match code_of(err) {
+        Some(code) => code == 429 || code >= 500,
+        None => matches!(err, kube::Error::HyperError(_) | kube::Error::Service(_)),
+    }
+}
+
+/// Runs a request, trying it again with backoff while it fails for a passing reason.
+async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn owner_of(secret: &Secret) -> Option<&str> {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+}
+
+/// Writes the Secret into one namespace with the chosen strategy.
+pub async fn write(
+    client: Client,
+    namespace: &str,
+    desired: &DesiredSecret,
+    strategy: Strategy,
+    force: bool,
+) -> Result<Action, WriteError> {
+    let writer = Writer {
+        api: Api::namespaced(client, namespace),
+        namespace,
+        desired,
+        force,
+    };
+    match strategy {
+        Strategy::Update => writer.update().await,
+        Strategy::Recreate => writer.recreate().await,
+    }
+}
+
+struct Writer<'a> {
+    api: Api<Secret>,
+    namespace: &'a str,
+    desired: &'a DesiredSecret,
+    force: bool,
+}
+
+impl Writer<'_> {
+    fn api_error(&self, op: &'static str, err: &kube::Error) -> WriteError {
+        WriteError::Api {
+            op,
+            name: self.desired.name.clone(),
+            message: describe(err),
+        }
+    }
+
+    async fn get(&self) -> Result<Option<Secret>, WriteError> {
+        retrying(|| self.api.get_opt(&self.desired.name))
+            .await
+            .map_err(|e| self.api_error("get", &e))
+    }
+
+    async fn update(&self) -> Result<Action, WriteError> {
+        let patch = Patch::Json::<()>(self.desired.patch.clone());
+        let params = PatchParams::default();
+        let patched = retrying(|| self.api.patch(&self.desired.name, &params, &patch)).await;
+        match patched {
+            Ok(_) => return Ok(Action::Updated),
+            Err(e) if code_of(&e) == Some(404) => {
+                return self.create().await.map(|()| Action::Created);
+            }
+            // A failed test (not ours, other type), missing annotations, or an immutable Secret:
+            // look at it to decide.
+            Err(e) if code_of(&e) == Some(422) => {}
+            Err(e) => return Err(self.api_error("patch", &e)),
+        }
+        let Some(existing) = self.get().await? else {
+            return self.create().await.map(|()| Action::Created);
+        };
+        self.check_owner(&existing)?;
+        if needs_recreate(&existing) {
+            return self.recreate_existing(existing).await;
+        }
+        self.replace(existing).await
+    }
+
+    async fn recreate(&self) -> Result<Action, WriteError> {
+        let Some(existing) = self.get().await? else {
+            return self.create().await.map(|()| Action::Created);
+        };
+        self.check_owner(&existing)?;
+        self.recreate_existing(existing).await
+    }
+
+    fn check_owner(&self, existing: &Secret) -> Result<(), WriteError> {
+        match owner_of(existing) {
+            Some(MANAGED_BY_VALUE) => Ok(()),
+            _ if self.force => {
+                tracing::warn!(namespace = self.namespace, secret = %self.desired.name, "taking over a Secret this tool did not create (--force)");
+                Ok(())
+            }
+            owner => Err(WriteError::Foreign {
+                name: self.desired.name.clone(),
+                owner: owner.unwrap_or("<none>").to_string(),
+            }),
+        }
+    }
+
+    /// A full update that keeps other labels and annotations; retried on a write conflict.
+    async fn replace(&self, mut existing: Secret) -> Result<Action, WriteError> {
+        for _ in 0..ATTEMPTS {
+            let mut secret = existing.clone();
+            let meta = &mut secret.metadata;
+            meta.labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+            meta.annotations
+                .get_or_insert_with(BTreeMap::new)
+                .extend(self.desired.annotations.clone());
+            secret.data = Some(self.desired.data.clone());
+            secret.string_data = None;
+            let params = PostParams::default();
+            match retrying(|| self.api.replace(&self.desired.name, &params, &secret)).await {
+                Ok(_) => return Ok(Action::Replaced),
+                Err(e) if code_of(&e) == Some(409) => match self.get().await? {
+                    Some(fresh) => {
+                        self.check_owner(&fresh)?;
+                        existing = fresh;
+                    }
+                    None => return self.create().await.map(|()| Action::Created),
+                },
+                Err(e) => return Err(self.api_error("update", &e)),
+            }
+        }
+        Err(WriteError::Api {
+            op: "update",
+            name: self.desired.name.clone(),
+            message: "the Secret kept changing under us (409 Conflict on every attempt)".into(),
+        })
+    }
+
+    async fn create(&self) -> Result<(), WriteError> {
+        let object = self.desired.object(self.namespace);
+        let params = PostParams::default();
+        match retrying(|| self.api.create(&params, &object)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_namespace_missing(&e) => Err(WriteError::NoNamespace),
+            Err(e) => Err(self.api_error("create", &e)),
+        }
+    }
+
+    /// Deletes `existing` (only if it is still the object we looked at) and creates ours. If the
+    /// create fails, puts the old Secret back, so the namespace keeps a Secret either way.
+    async fn recreate_existing(&self, existing: Secret) -> Result<Action, WriteError> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: existing.metadata.uid.clone(),
+                resource_version: existing.metadata.resource_version.clone(),
+            }),
+            ..DeleteParams::default()
+        };
+        match retrying(|| self.api.delete(&self.desired.name, &params)).await {
+            Ok(_) => {}
+            Err(e) if code_of(&e) == Some(404) => {}
+            Err(e) => return Err(self.api_error("delete", &e)),
+        }
+        let create_err = match self.create().await {
+            Ok(()) => return Ok(Action::Recreated),
+            Err(e) => e.to_string(),
+        };
+        let mut old = existing;
+        old.metadata.resource_version = None;
+        old.metadata.uid = None;
+        old.metadata.creation_timestamp = None;
+        old.metadata.managed_fields = None;
+        let params = PostParams::default();
+        match retrying(|| self.api.create(&params, &old)).await {
+            Ok(_) => Err(WriteError::Restored { create: create_err }),
+            Err(e) => Err(WriteError::LeftWithoutSecret {
+                create: create_err,
+                restore: describe(&e),
+            }),
+        }
+    }
+}
+
+/// A Secret's `type` cannot change and an `immutable` one cannot be edited: both need a new object.
+fn needs_recreate(existing: &Secret) -> bool {
+    existing.type_.as_deref() != Some(DOCKER_CONFIG_JSON) || existing.immutable == Some(true)
+}
+
+/// The API server answers a create in a missing namespace with 404 on `namespaces`.
+fn is_namespace_missing(err: &kube::Error) -> bool {
+    status_of(err).is_some_and(|s| {
+        s.code == 404 && s.details.as_ref().is_some_and(|d| d.kind == "namespaces")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_tests_ownership_then_replaces_data() {
+        let ann = BTreeMap::from([(
+            EXPIRES_AT_ANNOTATION.to_string(),
+            "2026-01-01T00:00:00Z".to_string(),
+        )]);
+        let d = DesiredSecret::new("ecr", b"{}", ann);
+        let v = serde_json::to_value(&d.patch).unwrap();
+        assert_eq!(
+            v,
+            json!([
+                {"op": "test", "path": "/metadata/labels/app.kubernetes.io~1managed-by", "value": "ecr-secret-refresher"},
+                {"op": "test", "path": "/type", "value": "kubernetes.io/dockerconfigjson"},
+                {"op": "replace", "path": "/data", "value": {".dockerconfigjson": "e30="}},
+                {"op": "add", "path": "/metadata/annotations/ecr-secret-refresher~1expires-at", "value": "2026-01-01T00:00:00Z"}
+            ])
+        );
+    }
+
+    #[test]
+    fn object_is_labelled_and_typed() {
+        let d = DesiredSecret::new("ecr", b"{}", BTreeMap::new());
+        let s = d.object("team-a");
+        assert_eq!(s.metadata.namespace.as_deref(), Some("team-a"));
+        assert_eq!(owner_of(&s), Some(MANAGED_BY_VALUE));
+        assert_eq!(s.type_.as_deref(), Some(DOCKER_CONFIG_JSON));
+        assert!(!needs_recreate(&s));
+        let mut immutable = s.clone();
+        immutable.immutable = Some(true);
+        assert!(needs_recreate(&immutable));
+        let mut opaque = s;
+        opaque.type_ = Some("Opaque".into());
+        assert!(needs_recreate(&opaque));
+    }
+
+    #[test]
+    fn pointer_escaping() {
+        assert_eq!(pointer_key("a/b~c"), "a~1b~0c");
+    }
+}

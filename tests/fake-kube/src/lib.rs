@@ -1,0 +1,273 @@
+//! A stateful fake Kubernetes API server for ecr-secret-refresher's tests and benchmarks.
+//!
+//! It speaks enough of the core/v1 REST API for the refresher (namespaces, secrets,
+//! serviceaccounts, events, configmaps, SelfSubjectAccessReviews), following the API
+//! conventions a real API server enforces: `Status` objects with `reason` values,
+//! `resourceVersion` and `metadata.uid`, 404 `NotFound`, 409 `AlreadyExists`/`Conflict`,
+//! 422 `Invalid`, delete preconditions, immutable Secret `type`, JSON patch and merge patch.
+//!
+//! Tests drive it through [`FakeKube`]: seed objects, inject faults, read the request log.
+//! Nothing here is a mock of the refresher's own calls: the refresher talks to it over HTTP
+//! with its real kube client.
+
+mod rbac;
+mod server;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub use rbac::Rule;
+use store::Store;
+
+/// One request the server answered, as the request log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Kubernetes verb: get, list, create, update, patch, delete (or the method for others).
+    pub verb: String,
+    /// API group, empty for the core group.
+    pub group: String,
+    /// Plural resource name, e.g. `secrets`.
+    pub resource: String,
+    /// Namespace from the path, empty for cluster-scoped requests.
+    pub namespace: String,
+    /// Object name from the path, empty for collections.
+    pub name: String,
+    /// HTTP status the server answered with.
+    pub status: u16,
+    /// Content type of a PATCH, empty otherwise.
+    pub patch_type: String,
+}
+
+/// A fault to inject: requests that match answer `status` instead of being served.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub verb: Option<String>,
+    pub resource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub status: u16,
+    pub reason: String,
+    pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
+    /// How many matching requests fail; `None` fails them all.
+    pub times: Option<usize>,
+    /// Wait this long before answering (the request is still served unless `status` is 0).
+    pub delay: Option<Duration>,
+}
+
+impl Fault {
+    /// A fault that answers every matching request with `status` and the conventional reason.
+    pub fn status(status: u16) -> Self {
+        Fault {
+            verb: None,
+            resource: None,
+            namespace: None,
+            name: None,
+            status,
+            reason: server::reason_for(status).to_string(),
+            message: format!("injected fault {status}"),
+            retry_after: None,
+            times: None,
+            delay: None,
+        }
+    }
+    /// A fault that only delays matching requests, then serves them normally.
+    pub fn delay(delay: Duration) -> Self {
+        Fault {
+            status: 0,
+            delay: Some(delay),
+            ..Fault::status(0)
+        }
+    }
+    pub fn verb(mut self, verb: &str) -> Self {
+        self.verb = Some(verb.to_string());
+        self
+    }
+    pub fn resource(mut self, resource: &str) -> Self {
+        self.resource = Some(resource.to_string());
+        self
+    }
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.namespace = Some(namespace.to_string());
+        self
+    }
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+    pub fn times(mut self, times: usize) -> Self {
+        self.times = Some(times);
+        self
+    }
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    fn matches(&self, req: &Request) -> bool {
+        fn ok(want: &Option<String>, have: &str) -> bool {
+            want.as_deref().is_none_or(|w| w == have)
+        }
+        ok(&self.verb, &req.verb)
+            && ok(&self.resource, &req.resource)
+            && ok(&self.namespace, &req.namespace)
+            && ok(&self.name, &req.name)
+    }
+}
+
+/// Everything the server shares between connections.
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) store: Store,
+    pub(crate) log: Vec<Request>,
+    pub(crate) faults: Vec<Fault>,
+    /// When set, requests are authorized against these rules (like a Role bound to the caller).
+    pub(crate) rules: Option<Vec<Rule>>,
+}
+
+/// A running fake API server. Dropping it stops accepting connections.
+pub struct FakeKube {
+    state: Arc<Mutex<State>>,
+    addr: std::net::SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FakeKube {
+    /// Starts a server on a free loopback port, on the current tokio runtime.
+    pub async fn start() -> std::io::Result<FakeKube> {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts a server on the given address, on the current tokio runtime.
+    pub async fn start_on(addr: &str) -> std::io::Result<FakeKube> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(server::serve(listener, state.clone(), rx));
+        Ok(FakeKube {
+            state,
+            addr,
+            shutdown: Some(tx),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock only happens in a failing test; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes a kubeconfig pointing at this server into `dir` and returns its path.
+    pub fn write_kubeconfig(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, kubeconfig(&self.url(), "default"))?;
+        Ok(path)
+    }
+
+    /// Creates a namespace with the given labels.
+    pub fn add_namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let obj = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels},
+            "status": {"phase": "Active"}
+        });
+        self.state()
+            .store
+            .insert_raw("namespaces", "", obj)
+            .expect("seeding a namespace");
+    }
+
+    /// Marks a namespace as being deleted: it stays readable but refuses new objects.
+    pub fn terminate_namespace(&self, name: &str) {
+        self.state().store.terminate_namespace(name);
+    }
+
+    /// Removes a namespace and everything in it at once.
+    pub fn remove_namespace(&self, name: &str) {
+        self.state().store.remove_namespace(name);
+    }
+
+    /// Stores an object as-is (metadata.uid and resourceVersion are filled in).
+    pub fn put(&self, resource: &str, namespace: &str, obj: Value) {
+        self.state()
+            .store
+            .insert_raw(resource, namespace, obj)
+            .expect("seeding an object");
+    }
+
+    /// Reads an object, if present.
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.state().store.get(resource, namespace, name).cloned()
+    }
+
+    /// All objects of a resource in a namespace.
+    pub fn list(&self, resource: &str, namespace: &str) -> Vec<Value> {
+        self.state().store.list(resource, Some(namespace), &[])
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.state().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.state().faults.clear();
+    }
+
+    /// Authorizes every later request against `rules`, answering 403 otherwise.
+    pub fn enforce_rules(&self, rules: Vec<Rule>) {
+        self.state().rules = Some(rules);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state().log.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state().log.clear();
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A kubeconfig for a plain-HTTP server with a static bearer token.
+pub fn kubeconfig(url: &str, namespace: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster:
+    server: {url}
+contexts:
+- name: fake
+  context:
+    cluster: fake
+    user: fake
+    namespace: {namespace}
+current-context: fake
+users:
+- name: fake
+  user:
+    token: fake-token
+"
+    )
+}

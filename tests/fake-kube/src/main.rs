@@ -1,0 +1,56 @@
+//! Runs the fake Kubernetes API server on its own, for benchmarks and manual runs.
+//!
+//! `fake-kube [--listen 127.0.0.1:0] [--namespaces N] [--prefix ns-] [--kubeconfig PATH]`
+//! seeds N namespaces, writes a kubeconfig pointing at itself, prints its URL on the first
+//! line of stdout and serves until killed. `GET /fake/requests` counts the requests served,
+//! `DELETE /fake/requests` resets the count.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut listen = "127.0.0.1:0".to_string();
+    let mut namespaces = 0usize;
+    let mut prefix = "ns-".to_string();
+    let mut kubeconfig = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next();
+        match (flag.as_str(), value) {
+            ("--listen", Some(v)) => listen = v,
+            ("--namespaces", Some(v)) => match v.parse() {
+                Ok(n) => namespaces = n,
+                Err(_) => return usage(&format!("--namespaces takes a count, got {v}")),
+            },
+            ("--prefix", Some(v)) => prefix = v,
+            ("--kubeconfig", Some(v)) => kubeconfig = Some(v),
+            (other, _) => return usage(&format!("unknown or incomplete flag {other}")),
+        }
+    }
+    let server = match fake_kube::FakeKube::start_on(&listen).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fake-kube: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for i in 0..namespaces {
+        server.add_namespace(&format!("{prefix}{i}"), &[("fake-kube/seeded", "true")]);
+    }
+    if let Some(path) = kubeconfig
+        && let Err(e) = std::fs::write(&path, fake_kube::kubeconfig(&server.url(), "default"))
+    {
+        eprintln!("fake-kube: cannot write kubeconfig {path}: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", server.url());
+    let _ = tokio::signal::ctrl_c().await;
+    ExitCode::SUCCESS
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!(
+        "fake-kube: {msg}\nusage: fake-kube [--listen ADDR] [--namespaces N] [--prefix P] [--kubeconfig PATH]"
+    );
+    ExitCode::from(2)
+}

@@ -1,0 +1,754 @@
+//! The HTTP side: routing, the REST semantics of each verb, faults, the request log.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+
+use crate::store::{Requirement, name_of, parse_selector};
+use crate::{Request, State, rbac};
+
+type Response = hyper::Response<Full<Bytes>>;
+
+/// Resources the server knows, with their kind and whether they are namespaced.
+const RESOURCES: &[(&str, &str)] = &[
+    ("secrets", "Secret"),
+    ("serviceaccounts", "ServiceAccount"),
+    ("events", "Event"),
+    ("configmaps", "ConfigMap"),
+];
+
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<Mutex<State>>,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            _ = &mut shutdown => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(req, state).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// The conventional `reason` for an HTTP status, as the API server's Status objects carry it.
+pub(crate) fn reason_for(status: u16) -> &'static str {
+    match status {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        409 => "Conflict",
+        410 => "Expired",
+        415 => "UnsupportedMediaType",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "",
+    }
+}
+
+struct Status {
+    code: u16,
+    reason: String,
+    message: String,
+    name: String,
+    kind: String,
+    retry_after: Option<u64>,
+}
+
+impl Status {
+    fn new(code: u16, message: impl Into<String>) -> Self {
+        Status {
+            code,
+            reason: reason_for(code).to_string(),
+            message: message.into(),
+            name: String::new(),
+            kind: String::new(),
+            retry_after: None,
+        }
+    }
+    fn reason(mut self, reason: &str) -> Self {
+        self.reason = reason.to_string();
+        self
+    }
+    fn details(mut self, kind: &str, name: &str) -> Self {
+        self.kind = kind.to_string();
+        self.name = name.to_string();
+        self
+    }
+    fn not_found(resource: &str, name: &str) -> Self {
+        Status::new(404, format!("{resource} \"{name}\" not found")).details(resource, name)
+    }
+    fn invalid(kind: &str, name: &str, detail: &str) -> Self {
+        Status::new(422, format!("{kind} \"{name}\" is invalid: {detail}")).details(kind, name)
+    }
+    fn conflict(resource: &str, name: &str) -> Self {
+        Status::new(
+            409,
+            format!(
+                "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        )
+        .details(resource, name)
+    }
+    fn into_response(self) -> Response {
+        let mut details = serde_json::Map::new();
+        if !self.name.is_empty() {
+            details.insert("name".into(), json!(self.name));
+        }
+        if !self.kind.is_empty() {
+            details.insert("kind".into(), json!(self.kind));
+        }
+        if let Some(secs) = self.retry_after {
+            details.insert("retryAfterSeconds".into(), json!(secs));
+        }
+        let body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": self.message, "reason": self.reason,
+            "details": details, "code": self.code,
+        });
+        let mut resp = json_response(self.code, &body);
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = secs.to_string().parse()
+        {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        resp
+    }
+}
+
+fn json_response(code: u16, body: &Value) -> Response {
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// What a request path addresses.
+struct Target {
+    group: String,
+    resource: String,
+    namespace: String,
+    name: String,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let t = |group: &str, resource: &str, namespace: &str, name: &str| Target {
+        group: group.into(),
+        resource: resource.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    };
+    match segs.as_slice() {
+        ["version"] => Some(t("", "version", "", "")),
+        ["api", "v1", "namespaces"] => Some(t("", "namespaces", "", "")),
+        ["api", "v1", "namespaces", ns] => Some(t("", "namespaces", "", ns)),
+        ["api", "v1", "namespaces", ns, res] => Some(t("", res, ns, "")),
+        ["api", "v1", "namespaces", ns, res, name] => Some(t("", res, ns, name)),
+        ["api", "v1", res] => Some(t("", res, "", "")),
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+        ] => Some(t(
+            "authorization.k8s.io",
+            "selfsubjectaccessreviews",
+            "",
+            "",
+        )),
+        _ => None,
+    }
+}
+
+fn verb_of(method: &Method, t: &Target) -> String {
+    let collection = t.name.is_empty();
+    match *method {
+        Method::GET if collection => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if collection => "deletecollection",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    }
+    .to_string()
+}
+
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State>>) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "));
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+
+    if path == "/fake/requests" {
+        return control(&state, &method);
+    }
+    let Some(target) = parse_path(&path) else {
+        return Status::new(404, "the server could not find the requested resource")
+            .into_response();
+    };
+    let mut entry = Request {
+        verb: verb_of(&method, &target),
+        group: target.group.clone(),
+        resource: target.resource.clone(),
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        status: 0,
+        patch_type: if method == Method::PATCH {
+            content_type.clone()
+        } else {
+            String::new()
+        },
+    };
+
+    // Faults are decided under the lock, then slept outside it.
+    let (delay, injected) = {
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut delay = None;
+        let mut injected = None;
+        for fault in st.faults.iter_mut() {
+            if !fault.matches(&entry) || fault.times == Some(0) {
+                continue;
+            }
+            if let Some(n) = fault.times.as_mut() {
+                *n -= 1;
+            }
+            delay = delay.or(fault.delay);
+            if fault.status != 0 {
+                let mut s = Status::new(fault.status, fault.message.clone()).reason(&fault.reason);
+                s.retry_after = fault.retry_after;
+                injected = Some(s);
+                break;
+            }
+        }
+        (delay, injected)
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    let resp = if let Some(status) = injected {
+        status.into_response()
+    } else if !authorized {
+        Status::new(401, "Unauthorized").into_response()
+    } else if st.rules.as_ref().is_some_and(|rules| {
+        entry.resource != "version"
+            && entry.resource != "selfsubjectaccessreviews"
+            && !rbac::allowed(rules, &entry)
+    }) {
+        forbidden(&entry).into_response()
+    } else {
+        match route(
+            &mut st,
+            &method,
+            &target,
+            &entry.verb,
+            &query,
+            &content_type,
+            &body,
+        ) {
+            Ok((code, body)) => json_response(code, &body),
+            Err(status) => status.into_response(),
+        }
+    };
+    entry.status = resp.status().as_u16();
+    st.log.push(entry);
+    resp
+}
+
+/// The control endpoint for scripts: `GET /fake/requests` counts the log, `DELETE` clears it.
+fn control(state: &Arc<Mutex<State>>, method: &Method) -> Response {
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    if *method == Method::DELETE {
+        st.log.clear();
+        return json_response(200, &json!({}));
+    }
+    let mut counts = serde_json::Map::new();
+    for r in &st.log {
+        let key = format!("{} {}", r.verb, r.resource);
+        let n = counts.get(&key).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(key, json!(n + 1));
+    }
+    json_response(200, &json!({"total": st.log.len(), "by_verb": counts}))
+}
+
+fn forbidden(req: &Request) -> Status {
+    let what = if req.name.is_empty() {
+        req.resource.clone()
+    } else {
+        format!("{} \"{}\"", req.resource, req.name)
+    };
+    let scope = if req.namespace.is_empty() {
+        "at the cluster scope".to_string()
+    } else {
+        format!("in the namespace \"{}\"", req.namespace)
+    };
+    Status::new(
+        403,
+        format!(
+            "{what} is forbidden: User \"system:serviceaccount:fake:refresher\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
+            req.verb, req.resource, req.group
+        ),
+    )
+    .details(&req.resource, &req.name)
+}
+
+type Outcome = Result<(u16, Value), Status>;
+
+fn parse_body(body: &Bytes) -> Result<Value, Status> {
+    serde_json::from_slice(body).map_err(|e| Status::new(400, format!("invalid JSON body: {e}")))
+}
+
+fn route(
+    st: &mut State,
+    method: &Method,
+    t: &Target,
+    verb: &str,
+    query: &str,
+    content_type: &str,
+    body: &Bytes,
+) -> Outcome {
+    if t.resource == "version" {
+        return Ok((
+            200,
+            json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-fake", "platform": "linux/amd64"}),
+        ));
+    }
+    if t.resource == "selfsubjectaccessreviews" {
+        return access_review(st, body);
+    }
+    let kind = if t.resource == "namespaces" {
+        "Namespace"
+    } else {
+        match RESOURCES.iter().find(|(r, _)| *r == t.resource) {
+            Some((_, kind)) => kind,
+            None => {
+                return Err(Status::new(
+                    404,
+                    "the server could not find the requested resource",
+                ));
+            }
+        }
+    };
+    // Collections and objects below a namespace need the namespace to exist.
+    if !t.namespace.is_empty() && st.store.namespace_phase(&t.namespace).is_none() && verb != "list"
+    {
+        return Err(Status::not_found("namespaces", &t.namespace));
+    }
+    let (ns, res) = (t.namespace.as_str(), t.resource.as_str());
+    match verb {
+        "list" => {
+            let selector = match query_param(query, "labelSelector") {
+                Some(s) => parse_selector(&s).map_err(|e| Status::new(400, e))?,
+                None => Vec::<Requirement>::new(),
+            };
+            let scope = match (res, ns) {
+                ("namespaces", _) => Some(""),
+                (_, "") => None,
+                (_, ns) => Some(ns),
+            };
+            let items = st.store.list(res, scope, &selector);
+            Ok((
+                200,
+                json!({"kind": format!("{kind}List"), "apiVersion": "v1",
+                       "metadata": {"resourceVersion": st.store.revision()}, "items": items}),
+            ))
+        }
+        "get" => st
+            .store
+            .get(res, ns, &t.name)
+            .cloned()
+            .map(|o| (200, o))
+            .ok_or_else(|| Status::not_found(res, &t.name)),
+        "create" => {
+            let mut obj = parse_body(body)?;
+            if !t.name.is_empty() {
+                return Err(Status::new(405, "create on a named object is not allowed"));
+            }
+            check_namespace_field(&obj, ns)?;
+            if res != "namespaces" && st.store.namespace_phase(ns).as_deref() == Some("Terminating")
+            {
+                return Err(Status::new(
+                    403,
+                    format!("{res} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated", name_of(&obj)),
+                )
+                .details(res, &name_of(&obj)));
+            }
+            normalize(&mut obj, kind);
+            validate(&obj, kind, None)?;
+            if obj["metadata"]["resourceVersion"]
+                .as_str()
+                .is_some_and(|v| !v.is_empty())
+            {
+                return Err(Status::invalid(
+                    kind,
+                    &name_of(&obj),
+                    "metadata.resourceVersion: Invalid value: must not be set on create",
+                ));
+            }
+            let name = name_of(&obj);
+            let store_ns = if res == "namespaces" { "" } else { ns };
+            st.store
+                .create(res, store_ns, obj)
+                .map(|o| (201, o))
+                .ok_or_else(|| {
+                    Status::new(409, format!("{res} \"{name}\" already exists"))
+                        .reason("AlreadyExists")
+                        .details(res, &name)
+                })
+        }
+        "update" => {
+            let mut obj = parse_body(body)?;
+            check_namespace_field(&obj, ns)?;
+            if name_of(&obj) != t.name {
+                return Err(Status::new(
+                    400,
+                    "the name of the object does not match the name on the URL",
+                ));
+            }
+            let old = st
+                .store
+                .get(res, ns, &t.name)
+                .cloned()
+                .ok_or_else(|| Status::not_found(res, &t.name))?;
+            let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            if !rv.is_empty() && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or("") {
+                return Err(Status::conflict(res, &t.name));
+            }
+            normalize(&mut obj, kind);
+            validate(&obj, kind, Some(&old))?;
+            Ok((200, st.store.replace(res, ns, obj)))
+        }
+        "patch" => {
+            let old = st
+                .store
+                .get(res, ns, &t.name)
+                .cloned()
+                .ok_or_else(|| Status::not_found(res, &t.name))?;
+            let patch = parse_body(body)?;
+            let mut obj = old.clone();
+            match content_type.split(';').next().unwrap_or("").trim() {
+                "application/json-patch+json" => {
+                    let p: json_patch::Patch = serde_json::from_value(patch)
+                        .map_err(|e| Status::new(400, format!("invalid JSON patch: {e}")))?;
+                    json_patch::patch(&mut obj, &p).map_err(|e| Status::new(422, e.to_string()))?;
+                }
+                // Secrets and the like have no patch strategies, so a strategic merge is a merge.
+                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                    json_patch::merge(&mut obj, &patch);
+                }
+                other => {
+                    return Err(Status::new(
+                        415,
+                        format!(
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {other})"
+                        ),
+                    ));
+                }
+            }
+            let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or("") {
+                return Err(Status::conflict(res, &t.name));
+            }
+            if name_of(&obj) != t.name {
+                return Err(Status::invalid(
+                    kind,
+                    &t.name,
+                    "metadata.name: Invalid value: field is immutable",
+                ));
+            }
+            normalize(&mut obj, kind);
+            validate(&obj, kind, Some(&old))?;
+            Ok((200, st.store.replace(res, ns, obj)))
+        }
+        "delete" => {
+            let old = st
+                .store
+                .get(res, ns, &t.name)
+                .cloned()
+                .ok_or_else(|| Status::not_found(res, &t.name))?;
+            if !body.is_empty() {
+                let opts = parse_body(body)?;
+                let pre = &opts["preconditions"];
+                for field in ["uid", "resourceVersion"] {
+                    if let Some(want) = pre[field].as_str() {
+                        let have = old["metadata"][field].as_str().unwrap_or("");
+                        if want != have {
+                            return Err(Status::new(
+                                409,
+                                format!("Precondition failed: {field} in precondition: {want}, {field} in object meta: {have}"),
+                            )
+                            .details(res, &t.name));
+                        }
+                    }
+                }
+            }
+            if res == "namespaces" {
+                st.store.remove_namespace(&t.name);
+                return Ok((200, old));
+            }
+            st.store.remove(res, ns, &t.name);
+            Ok((200, old))
+        }
+        _ => Err(Status::new(
+            405,
+            format!("method {method} is not allowed here"),
+        )),
+    }
+}
+
+fn check_namespace_field(obj: &Value, ns: &str) -> Result<(), Status> {
+    match obj["metadata"]["namespace"].as_str() {
+        Some(have) if !have.is_empty() && have != ns => Err(Status::new(
+            400,
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Defaults the API server applies: kind and apiVersion, Secret `type`, `stringData` folded into `data`.
+fn normalize(obj: &mut Value, kind: &str) {
+    obj["kind"] = json!(kind);
+    obj["apiVersion"] = json!("v1");
+    if kind == "Secret" {
+        if obj["type"].as_str().is_none() {
+            obj["type"] = json!("Opaque");
+        }
+        if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+            if !obj["data"].is_object() {
+                obj["data"] = json!({});
+            }
+            for (k, v) in sd {
+                let enc = base64::engine::general_purpose::STANDARD
+                    .encode(v.as_str().unwrap_or("").as_bytes());
+                obj["data"][k] = json!(enc);
+            }
+        }
+    }
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Validation the API server performs on create and update.
+fn validate(obj: &Value, kind: &str, old: Option<&Value>) -> Result<(), Status> {
+    let name = name_of(obj);
+    if !is_dns_subdomain(&name) {
+        return Err(Status::invalid(
+            kind,
+            &name,
+            &format!(
+                "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
+            ),
+        ));
+    }
+    if let Some(old) = old {
+        let old_uid = old["metadata"]["uid"].as_str().unwrap_or("");
+        if let Some(uid) = obj["metadata"]["uid"].as_str()
+            && !uid.is_empty()
+            && uid != old_uid
+        {
+            return Err(Status::conflict(
+                &format!("{}s", kind.to_lowercase()),
+                &name,
+            ));
+        }
+    }
+    if kind != "Secret" {
+        return Ok(());
+    }
+    let data = &obj["data"];
+    if !(data.is_null() || data.is_object()) {
+        return Err(Status::invalid(
+            kind,
+            &name,
+            "data: Invalid value: must be an object",
+        ));
+    }
+    let mut total = 0;
+    if let Some(map) = data.as_object() {
+        for (k, v) in map {
+            let decoded = v
+                .as_str()
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                .ok_or_else(|| Status::new(400, format!("illegal base64 data in data[{k}]")))?;
+            total += decoded.len();
+        }
+    }
+    if total > 1024 * 1024 {
+        return Err(Status::invalid(
+            kind,
+            &name,
+            "data: Too long: must have at most 1048576 bytes",
+        ));
+    }
+    let ty = obj["type"].as_str().unwrap_or("Opaque");
+    if ty == "kubernetes.io/dockerconfigjson" {
+        let raw = data[".dockerconfigjson"].as_str().ok_or_else(|| {
+            Status::invalid(kind, &name, "data[.dockerconfigjson]: Required value")
+        })?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .unwrap_or_default();
+        if serde_json::from_slice::<Value>(&bytes)
+            .map(|v| !v.is_object())
+            .unwrap_or(true)
+        {
+            return Err(Status::invalid(
+                kind,
+                &name,
+                "data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\": invalid character",
+            ));
+        }
+    }
+    if let Some(old) = old {
+        let old_ty = old["type"].as_str().unwrap_or("Opaque");
+        if old_ty != ty {
+            return Err(Status::invalid(
+                kind,
+                &name,
+                &format!("type: Invalid value: \"{ty}\": field is immutable"),
+            ));
+        }
+        if old["immutable"].as_bool() == Some(true)
+            && (old["data"] != obj["data"] || obj["immutable"].as_bool() != Some(true))
+        {
+            return Err(Status::invalid(
+                kind,
+                &name,
+                "data: Forbidden: field is immutable when `immutable` is set",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn access_review(st: &mut State, body: &Bytes) -> Outcome {
+    let mut review = parse_body(body)?;
+    let attrs = &review["spec"]["resourceAttributes"];
+    let s = |k: &str| attrs[k].as_str().unwrap_or("").to_string();
+    let probe = Request {
+        verb: s("verb"),
+        group: s("group"),
+        resource: s("resource"),
+        namespace: s("namespace"),
+        name: s("name"),
+        status: 0,
+        patch_type: String::new(),
+    };
+    let allowed = st
+        .rules
+        .as_ref()
+        .is_none_or(|rules| rbac::allowed(rules, &probe));
+    review["status"] = json!({"allowed": allowed});
+    review["kind"] = json!("SelfSubjectAccessReview");
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    Ok((201, review))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_terms() {
+        let reqs = parse_selector("team=a,env!=prod,tier in (web,api),!legacy,owner").unwrap();
+        assert_eq!(reqs.len(), 5);
+        assert_eq!(
+            reqs[2],
+            Requirement::In("tier".into(), vec!["web".into(), "api".into()])
+        );
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%3Db%2Cc"), "a=b,c");
+    }
+}

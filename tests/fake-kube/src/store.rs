@@ -1,0 +1,245 @@
+//! The object store: objects by (resource, namespace, name), with uids and resource versions.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+type Key = (String, String, String);
+
+#[derive(Default)]
+pub(crate) struct Store {
+    objects: BTreeMap<Key, Value>,
+    revision: u64,
+    uids: u64,
+}
+
+impl Store {
+    fn next_revision(&mut self) -> String {
+        self.revision += 1;
+        self.revision.to_string()
+    }
+
+    fn next_uid(&mut self) -> String {
+        self.uids += 1;
+        format!("00000000-0000-4000-8000-{:012x}", self.uids)
+    }
+
+    pub(crate) fn revision(&self) -> String {
+        self.revision.to_string()
+    }
+
+    pub(crate) fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<&Value> {
+        self.objects.get(&(
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        ))
+    }
+
+    /// Objects of a resource, in one namespace or all, filtered by label requirements.
+    pub(crate) fn list(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        selector: &[Requirement],
+    ) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|((r, ns, _), _)| r == resource && namespace.is_none_or(|want| want == ns))
+            .filter(|(_, obj)| selector.iter().all(|req| req.matches(obj)))
+            .map(|(_, obj)| obj.clone())
+            .collect()
+    }
+
+    /// Stores a new object, assigning uid, resourceVersion and creationTimestamp.
+    /// Returns the stored object, or `None` when the name is taken.
+    pub(crate) fn create(
+        &mut self,
+        resource: &str,
+        namespace: &str,
+        mut obj: Value,
+    ) -> Option<Value> {
+        let name = name_of(&obj);
+        let key = (resource.to_string(), namespace.to_string(), name);
+        if self.objects.contains_key(&key) {
+            return None;
+        }
+        let uid = self.next_uid();
+        let rv = self.next_revision();
+        let meta = metadata_mut(&mut obj);
+        meta.insert("uid".into(), json!(uid));
+        meta.insert("resourceVersion".into(), json!(rv));
+        meta.insert("creationTimestamp".into(), json!("2026-01-01T00:00:00Z"));
+        if !namespace.is_empty() {
+            meta.insert("namespace".into(), json!(namespace));
+        }
+        self.objects.insert(key, obj.clone());
+        Some(obj)
+    }
+
+    /// Replaces an existing object, keeping its uid and creationTimestamp.
+    pub(crate) fn replace(&mut self, resource: &str, namespace: &str, mut obj: Value) -> Value {
+        let name = name_of(&obj);
+        let key = (resource.to_string(), namespace.to_string(), name);
+        let (uid, created) = match self.objects.get(&key) {
+            Some(old) => (
+                old["metadata"]["uid"].clone(),
+                old["metadata"]["creationTimestamp"].clone(),
+            ),
+            None => (json!(self.next_uid()), json!("2026-01-01T00:00:00Z")),
+        };
+        let rv = self.next_revision();
+        let meta = metadata_mut(&mut obj);
+        meta.insert("uid".into(), uid);
+        meta.insert("creationTimestamp".into(), created);
+        meta.insert("resourceVersion".into(), json!(rv));
+        if !namespace.is_empty() {
+            meta.insert("namespace".into(), json!(namespace));
+        }
+        self.objects.insert(key, obj.clone());
+        obj
+    }
+
+    pub(crate) fn remove(&mut self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        let removed = self.objects.remove(&(
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        ));
+        if removed.is_some() {
+            self.next_revision();
+        }
+        removed
+    }
+
+    /// Seeds an object directly (tests), creating or replacing it.
+    pub(crate) fn insert_raw(
+        &mut self,
+        resource: &str,
+        namespace: &str,
+        obj: Value,
+    ) -> Option<Value> {
+        if obj["metadata"]["name"].as_str().is_none() {
+            return None;
+        }
+        Some(self.replace(resource, namespace, obj))
+    }
+
+    pub(crate) fn namespace_phase(&self, name: &str) -> Option<String> {
+        self.get("namespaces", "", name).map(|ns| {
+            ns["status"]["phase"]
+                .as_str()
+                .unwrap_or("Active")
+                .to_string()
+        })
+    }
+
+    pub(crate) fn terminate_namespace(&mut self, name: &str) {
+        let key = ("namespaces".to_string(), String::new(), name.to_string());
+        if let Some(ns) = self.objects.get_mut(&key) {
+            ns["status"]["phase"] = json!("Terminating");
+            ns["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+    }
+
+    pub(crate) fn remove_namespace(&mut self, name: &str) {
+        self.objects
+            .retain(|(r, ns, n), _| ns != name && !(r == "namespaces" && n == name));
+        self.next_revision();
+    }
+}
+
+pub(crate) fn name_of(obj: &Value) -> String {
+    obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn metadata_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    match obj["metadata"].as_object_mut() {
+        Some(m) => m,
+        None => unreachable!("metadata was just made an object"),
+    }
+}
+
+/// One term of an equality-based or set-based label selector.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+impl Requirement {
+    fn matches(&self, obj: &Value) -> bool {
+        let labels = &obj["metadata"]["labels"];
+        let get = |k: &str| labels.get(k).and_then(Value::as_str);
+        match self {
+            Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|have| vs.iter().any(|v| v == have)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|have| vs.iter().all(|v| v != have)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+        }
+    }
+}
+
+/// Parses a label selector such as `team=a,env!=prod,tier in (web,api),!legacy`.
+pub(crate) fn parse_selector(s: &str) -> Result<Vec<Requirement>, String> {
+    let mut terms = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&s[start..]);
+    let mut out = Vec::new();
+    for term in terms.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
+        let set = |rest: &str| -> Result<Vec<String>, String> {
+            let inner = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(|| format!("unable to parse requirement: {term}"))?;
+            Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
+        };
+        let req = if let Some(k) = term.strip_prefix('!') {
+            Requirement::NotExists(k.trim().to_string())
+        } else if let Some((k, v)) = term.split_once("!=") {
+            Requirement::NotEquals(k.trim().into(), v.trim().into())
+        } else if let Some((k, v)) = term.split_once("==") {
+            Requirement::Equals(k.trim().into(), v.trim().into())
+        } else if let Some((k, v)) = term.split_once('=') {
+            Requirement::Equals(k.trim().into(), v.trim().into())
+        } else if let Some((k, rest)) = term.split_once(" notin ") {
+            Requirement::NotIn(k.trim().into(), set(rest)?)
+        } else if let Some((k, rest)) = term.split_once(" in ") {
+            Requirement::In(k.trim().into(), set(rest)?)
+        } else if term
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            Requirement::Exists(term.to_string())
+        } else {
+            return Err(format!("unable to parse requirement: {term}"));
+        };
+        out.push(req);
+    }
+    Ok(out)
+}
