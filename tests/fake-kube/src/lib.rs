@@ -10,6 +10,7 @@
 //! Nothing here is a mock of the refresher's own calls: the refresher talks to it over HTTP
 //! with its real kube client.
 
+mod aws;
 mod rbac;
 mod server;
 mod store;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub use aws::{AwsCall, AwsFault, AwsFront};
 pub use rbac::Rule;
 use store::Store;
 

@@ -119,9 +119,7 @@ impl Store {
         namespace: &str,
         obj: Value,
     ) -> Option<Value> {
-        if obj["metadata"]["name"].as_str().is_none() {
-            return None;
-        }
+        obj["metadata"]["name"].as_str()?;
         Some(self.replace(resource, namespace, obj))
     }
 

@@ -1,0 +1,223 @@
+//! A recording front for an AWS emulator (moto): it forwards every request upstream and logs
+//! which operation was called in which region, or answers with an injected AWS error instead.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// One AWS call as the front saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsCall {
+    /// `GetAuthorizationToken`, `GetCallerIdentity`, `AssumeRole`, ...
+    pub operation: String,
+    /// Signing service from the credential scope (`ecr`, `sts`).
+    pub service: String,
+    /// Signing region from the credential scope.
+    pub region: String,
+    /// Access key ID from the credential scope: shows which credentials signed the call.
+    pub access_key: String,
+}
+
+/// An AWS error to answer instead of forwarding.
+#[derive(Debug, Clone)]
+pub struct AwsFault {
+    /// Only calls to this operation fail; `None` fails every call.
+    pub operation: Option<String>,
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    calls: Vec<AwsCall>,
+    fault: Option<AwsFault>,
+}
+
+pub struct AwsFront {
+    shared: Arc<Mutex<Shared>>,
+    addr: std::net::SocketAddr,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl AwsFront {
+    /// Starts a front on a free loopback port that forwards to `upstream` (e.g. `http://127.0.0.1:5000`).
+    pub async fn start(upstream: &str) -> std::io::Result<AwsFront> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let upstream: hyper::Uri = upstream
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("bad upstream URL: {e}")))?;
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let state = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
+                    _ = &mut rx => return,
+                };
+                let (state, client, upstream) = (state.clone(), client.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let (state, client, upstream) =
+                            (state.clone(), client.clone(), upstream.clone());
+                        async move { Ok::<_, Infallible>(forward(req, state, client, upstream).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(AwsFront {
+            shared,
+            addr,
+            _shutdown: tx,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn calls(&self) -> Vec<AwsCall> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .calls
+            .clone()
+    }
+
+    pub fn fail(&self, fault: AwsFault) {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).fault = Some(fault);
+    }
+}
+
+fn text_response(
+    status: u16,
+    headers: &[(&str, String)],
+    body: String,
+) -> hyper::Response<Full<Bytes>> {
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(k.as_bytes()),
+            hyper::header::HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+/// The operation name: from `X-Amz-Target` (JSON protocols), or `Action=` in a query-protocol body.
+fn operation(headers: &hyper::HeaderMap, body: &[u8]) -> String {
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return target.rsplit('.').next().unwrap_or(target).to_string();
+    }
+    let body = String::from_utf8_lossy(body);
+    body.split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `(access key, region, service)` from `Credential=AKID/DATE/REGION/SERVICE/aws4_request`.
+fn scope(headers: &hyper::HeaderMap) -> (String, String, String) {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let cred = auth
+        .split("Credential=")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("");
+    let parts: Vec<&str> = cred.split('/').collect();
+    match parts.as_slice() {
+        [key, _date, region, service, ..] => {
+            (key.to_string(), region.to_string(), service.to_string())
+        }
+        _ => Default::default(),
+    }
+}
+
+async fn forward(
+    req: hyper::Request<hyper::body::Incoming>,
+    state: Arc<Mutex<Shared>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    upstream: hyper::Uri,
+) -> hyper::Response<Full<Bytes>> {
+    let (mut parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let (access_key, region, service) = scope(&parts.headers);
+    let call = AwsCall {
+        operation: operation(&parts.headers, &body),
+        service,
+        region,
+        access_key,
+    };
+    let fault = {
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        st.calls.push(call.clone());
+        st.fault
+            .clone()
+            .filter(|f| f.operation.as_ref().is_none_or(|op| *op == call.operation))
+    };
+    if let Some(f) = fault {
+        let body = format!(r#"{{"__type":"{}","message":"{}"}}"#, f.code, f.message);
+        return text_response(
+            f.status,
+            &[
+                ("content-type", "application/x-amz-json-1.1".into()),
+                ("x-amzn-errortype", f.code.clone()),
+                ("x-amzn-requestid", "fake-request-id".into()),
+            ],
+            body,
+        );
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri = format!(
+        "{}://{}{}",
+        upstream.scheme_str().unwrap_or("http"),
+        upstream.authority().map(|a| a.as_str()).unwrap_or(""),
+        path
+    );
+    parts.uri = match uri.parse() {
+        Ok(u) => u,
+        Err(e) => return text_response(502, &[], format!("bad upstream URI: {e}")),
+    };
+    match client
+        .request(hyper::Request::from_parts(parts, Full::new(body)))
+        .await
+    {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            hyper::Response::from_parts(parts, Full::new(body))
+        }
+        Err(e) => text_response(502, &[], format!("upstream failed: {e}")),
+    }
+}

@@ -1,0 +1,520 @@
+//! End-to-end refresh runs: the compiled binary against moto (through a recording front) and the
+//! fake Kubernetes API server, asserting what is in the cluster afterwards.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use fake_kube::{AwsFault, Fault};
+use serde_json::json;
+
+const NS: &[&str] = &["team-a", "team-b", "team-c"];
+
+fn assert_refreshed(h: &Harness, ns: &str, host: &str) {
+    let s = h
+        .secret(ns, "ecr")
+        .unwrap_or_else(|| panic!("no Secret in {ns}"));
+    assert_eq!(s["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(
+        s["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "ecr-secret-refresher"
+    );
+    let ann = &s["metadata"]["annotations"];
+    assert!(
+        ann["ecr-secret-refresher/refreshed-at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    // moto's tokens expire in 2015; we annotate what ECR said, whatever it is.
+    assert_eq!(
+        ann["ecr-secret-refresher/expires-at"],
+        "2015-01-01T00:00:00Z"
+    );
+    let cfg = docker_config(&s);
+    let auths = cfg["auths"].as_object().unwrap();
+    assert_eq!(
+        auths.keys().collect::<Vec<_>>(),
+        vec![host],
+        "auths keys are bare hostnames"
+    );
+    assert_eq!(cfg["auths"][host]["username"], "AWS");
+    assert_eq!(cfg["auths"][host]["password"], MOTO_PASSWORD);
+    assert_eq!(
+        cfg["auths"][host]["auth"],
+        STANDARD.encode(format!("AWS:{MOTO_PASSWORD}"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refreshes_several_namespaces_with_the_callers_registry() {
+    let h = Harness::new(NS).await;
+    let run = h.run(&["--namespaces", "team-a,team-b,team-c"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for ns in NS {
+        assert_refreshed(&h, ns, &registry("us-east-1"));
+    }
+    // One STS call to learn the account, one token call for the one region.
+    let ops: Vec<String> = h.aws.calls().iter().map(|c| c.operation.clone()).collect();
+    assert_eq!(ops, ["GetCallerIdentity", "GetAuthorizationToken"]);
+    // First run: the patch finds nothing, then the create.
+    let mut reqs = h.kube_requests();
+    reqs.sort();
+    assert_eq!(
+        reqs,
+        [
+            "create secrets team-a",
+            "create secrets team-b",
+            "create secrets team-c",
+            "patch secrets team-a",
+            "patch secrets team-b",
+            "patch secrets team-c",
+        ]
+    );
+    assert!(
+        run.stderr.contains("summary: 3 refreshed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_run_updates_in_place_with_one_request_per_namespace() {
+    let h = Harness::new(NS).await;
+    assert_eq!(
+        h.run(&["--namespaces", "team-a,team-b,team-c"]).await.code,
+        0
+    );
+    let before: Vec<_> = NS.iter().map(|ns| h.secret(ns, "ecr").unwrap()).collect();
+    h.kube.clear_requests();
+
+    let run = h.run(&["--namespaces", "team-a,team-b,team-c"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut reqs = h.kube_requests();
+    reqs.sort();
+    assert_eq!(
+        reqs,
+        [
+            "patch secrets team-a",
+            "patch secrets team-b",
+            "patch secrets team-c"
+        ]
+    );
+    for (ns, old) in NS.iter().zip(before) {
+        let new = h.secret(ns, "ecr").unwrap();
+        assert_eq!(
+            new["metadata"]["uid"], old["metadata"]["uid"],
+            "same object, never deleted"
+        );
+        assert_ne!(
+            new["metadata"]["resourceVersion"],
+            old["metadata"]["resourceVersion"]
+        );
+        assert_refreshed(&h, ns, &registry("us-east-1"));
+    }
+    assert!(run.stderr.contains("outcome=\"updated\""), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recreate_strategy_deletes_and_creates() {
+    let h = Harness::new(NS).await;
+    assert_eq!(h.run(&["--namespaces", "team-a,team-b"]).await.code, 0);
+    let old_uid = h.secret("team-a", "ecr").unwrap()["metadata"]["uid"].clone();
+    h.kube.clear_requests();
+
+    let run = h
+        .run(&["--namespaces", "team-a,team-b", "--strategy", "recreate"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let reqs: Vec<String> = h
+        .kube_requests()
+        .into_iter()
+        .filter(|r| r.ends_with("team-a"))
+        .collect();
+    assert_eq!(
+        reqs,
+        [
+            "get secrets team-a",
+            "delete secrets team-a",
+            "create secrets team-a"
+        ]
+    );
+    assert_ne!(
+        h.secret("team-a", "ecr").unwrap()["metadata"]["uid"],
+        old_uid
+    );
+    assert_refreshed(&h, "team-a", &registry("us-east-1"));
+    assert!(
+        run.stderr.contains("outcome=\"recreated\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_never_removes_the_secret() {
+    let h = Harness::new(&["team-a"]).await;
+    assert_eq!(h.run(&["--namespaces", "team-a"]).await.code, 0);
+    // Our Secret, but written by an older version without annotations, and with a stale type:
+    // the update falls back, and only a type change may delete.
+    for round in 0..3 {
+        h.kube.clear_requests();
+        let run = h.run(&["--namespaces", "team-a"]).await;
+        assert_eq!(run.code, 0, "round {round}: {}", run.stderr);
+        let verbs: Vec<String> = h.kube.requests().iter().map(|r| r.verb.clone()).collect();
+        assert_eq!(verbs, ["patch"], "round {round}");
+    }
+    // A Secret of ours that lacks our annotations is replaced in place, not deleted.
+    let mut s = h.secret("team-a", "ecr").unwrap();
+    s["metadata"].as_object_mut().unwrap().remove("annotations");
+    s["metadata"]["labels"]["keep"] = json!("me");
+    h.kube.put("secrets", "team-a", s);
+    h.kube.clear_requests();
+    let run = h.run(&["--namespaces", "team-a"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let verbs: Vec<String> = h.kube.requests().iter().map(|r| r.verb.clone()).collect();
+    assert_eq!(verbs, ["patch", "get", "update"]);
+    let s = h.secret("team-a", "ecr").unwrap();
+    assert_eq!(
+        s["metadata"]["labels"]["keep"], "me",
+        "other labels survive"
+    );
+    assert_refreshed(&h, "team-a", &registry("us-east-1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_of_another_type_is_recreated_not_patched() {
+    let h = Harness::new(&["team-a"]).await;
+    h.kube.put(
+        "secrets",
+        "team-a",
+        json!({"metadata": {"name": "ecr", "labels": {"app.kubernetes.io/managed-by": "ecr-secret-refresher"}},
+               "type": "Opaque", "data": {"x": "eA=="}}),
+    );
+    let run = h.run(&["--namespaces", "team-a"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let verbs: Vec<String> = h.kube.requests().iter().map(|r| r.verb.clone()).collect();
+    assert_eq!(verbs, ["patch", "get", "delete", "create"]);
+    assert_refreshed(&h, "team-a", &registry("us-east-1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_secret_is_left_alone_unless_forced() {
+    for strategy in ["update", "recreate"] {
+        let h = Harness::new(&["team-a", "team-b"]).await;
+        let foreign = foreign_secret("team-a", "ecr");
+        h.kube.put("secrets", "team-a", foreign);
+        let before = h.secret("team-a", "ecr").unwrap();
+
+        let run = h
+            .run(&["--namespaces", "team-a,team-b", "--strategy", strategy])
+            .await;
+        assert_eq!(run.code, 1, "{strategy}: {}", run.stderr);
+        assert_eq!(
+            h.secret("team-a", "ecr").unwrap(),
+            before,
+            "{strategy}: byte-for-byte unchanged"
+        );
+        assert!(
+            run.stderr.contains("not managed by ecr-secret-refresher"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("--force"),
+            "the error says what to do: {}",
+            run.stderr
+        );
+        assert_refreshed(&h, "team-b", &registry("us-east-1"));
+
+        let run = h
+            .run(&["--namespaces", "team-a", "--strategy", strategy, "--force"])
+            .await;
+        assert_eq!(run.code, 0, "{strategy}: {}", run.stderr);
+        assert_refreshed(&h, "team-a", &registry("us-east-1"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_failure_changes_nothing_in_the_cluster() {
+    let h = Harness::new(NS).await;
+    assert_eq!(
+        h.run(&["--namespaces", "team-a,team-b,team-c"]).await.code,
+        0
+    );
+    let before: Vec<_> = NS.iter().map(|ns| h.secret(ns, "ecr").unwrap()).collect();
+    h.kube.clear_requests();
+    h.aws.fail(AwsFault {
+        operation: Some("GetAuthorizationToken".into()),
+        status: 400,
+        code: "AccessDeniedException".into(),
+        message: "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:GetAuthorizationToken".into(),
+    });
+
+    for strategy in ["update", "recreate"] {
+        let run = h
+            .run(&[
+                "--namespaces",
+                "team-a,team-b,team-c",
+                "--strategy",
+                strategy,
+            ])
+            .await;
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("not authorized to perform: ecr:GetAuthorizationToken"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    }
+    assert!(
+        h.kube.requests().is_empty(),
+        "the cluster was not even contacted: {:?}",
+        h.kube_requests()
+    );
+    for (ns, old) in NS.iter().zip(before) {
+        assert_eq!(h.secret(ns, "ecr").unwrap(), old);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_namespace_is_reported_and_the_others_succeed() {
+    let h = Harness::new(&["team-a", "team-c"]).await;
+    let run = h.run(&["--namespaces", "team-a,ghost,team-c"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_refreshed(&h, "team-a", &registry("us-east-1"));
+    assert_refreshed(&h, "team-c", &registry("us-east-1"));
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("namespace=ghost"))
+        .expect("a line for ghost");
+    assert!(line.contains("namespace does not exist"), "{line}");
+    assert!(
+        run.stderr.contains("summary: 2 refreshed, 1 failed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_on_one_namespace_do_not_stop_the_others() {
+    let h = Harness::new(NS).await;
+    h.kube.inject(Fault::status(500).namespace("team-b"));
+    let run = h.run(&["--namespaces", "team-a,team-b,team-c"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_refreshed(&h, "team-a", &registry("us-east-1"));
+    assert_refreshed(&h, "team-c", &registry("us-east-1"));
+    assert!(h.secret("team-b", "ecr").is_none());
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("namespace=team-b"))
+        .unwrap();
+    assert!(
+        line.contains("InternalError") && line.contains("500"),
+        "{line}"
+    );
+    // The 500 was retried, three attempts in all, then given up.
+    let attempts = h
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.namespace == "team-b")
+        .count();
+    assert_eq!(attempts, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passing_server_error_is_retried() {
+    let h = Harness::new(&["team-a"]).await;
+    h.kube.inject(Fault::status(503).verb("create").times(1));
+    let run = h.run(&["--namespaces", "team-a"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_refreshed(&h, "team-a", &registry("us-east-1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_create_after_delete_puts_the_old_secret_back() {
+    let h = Harness::new(&["team-a"]).await;
+    assert_eq!(h.run(&["--namespaces", "team-a"]).await.code, 0);
+    let before = h.secret("team-a", "ecr").unwrap();
+    // The new Secret is refused three times (every retry); the restore is the fourth create.
+    h.kube.inject(Fault::status(500).verb("create").times(3));
+    let run = h
+        .run(&["--namespaces", "team-a", "--strategy", "recreate"])
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the old Secret was put back"),
+        "{}",
+        run.stderr
+    );
+    let after = h
+        .secret("team-a", "ecr")
+        .expect("the namespace still has its Secret");
+    assert_eq!(after["data"], before["data"]);
+    assert_eq!(
+        after["metadata"]["annotations"],
+        before["metadata"]["annotations"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_left_without_its_secret_is_the_loudest_error() {
+    let h = Harness::new(&["team-a"]).await;
+    assert_eq!(h.run(&["--namespaces", "team-a"]).await.code, 0);
+    h.kube.inject(Fault::status(500).verb("create"));
+    let run = h
+        .run(&["--namespaces", "team-a", "--strategy", "recreate"])
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(h.secret("team-a", "ecr").is_none());
+    assert!(
+        run.stderr.contains("NAMESPACE LEFT WITHOUT ITS SECRET"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("namespace(s) are now WITHOUT their pull secret"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_prints_redacted_secrets_and_touches_nothing() {
+    let h = Harness::new(&["team-a"]).await;
+    let run = h.run(&["--namespaces", "team-a,team-b", "--dry-run"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(h.kube.requests().is_empty());
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is a JSON List");
+    assert_eq!(list["kind"], "List");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["metadata"]["namespace"], "team-b");
+    let cfg: serde_json::Value = serde_json::from_str(
+        items[0]["stringData"][".dockerconfigjson"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg["auths"][registry("us-east-1")]["password"],
+        "<redacted>"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registries_in_several_regions_and_partitions_cost_one_call_per_region() {
+    let h = Harness::new(&["team-a"]).await;
+    let regs = [
+        "111111111111.dkr.ecr.eu-west-1.amazonaws.com".to_string(),
+        "https://222222222222.dkr.ecr.eu-west-1.amazonaws.com/team/app".to_string(),
+        registry("cn-north-1"),
+    ];
+    let run = h
+        .run(&["--namespaces", "team-a", "--registries", &regs.join(",")])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut calls: Vec<(String, String)> = h
+        .aws
+        .calls()
+        .iter()
+        .map(|c| (c.operation.clone(), c.region.clone()))
+        .collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            (
+                "GetAuthorizationToken".to_string(),
+                "cn-north-1".to_string()
+            ),
+            ("GetAuthorizationToken".to_string(), "eu-west-1".to_string()),
+        ],
+        "no STS call when registries are named, one token call per region"
+    );
+    let cfg = docker_config(&h.secret("team-a", "ecr").unwrap());
+    let mut keys: Vec<&String> = cfg["auths"].as_object().unwrap().keys().collect();
+    keys.sort();
+    // moto's proxyEndpoint ignores the China suffix; the key comes from the registry name.
+    assert_eq!(
+        keys,
+        [
+            "111111111111.dkr.ecr.eu-west-1.amazonaws.com",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+            "222222222222.dkr.ecr.eu-west-1.amazonaws.com",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_registry_in_china_gets_the_china_suffix() {
+    let h = Harness::new(&["team-a"]).await;
+    let run = h
+        .run(&["--namespaces", "team-a", "--region", "cn-north-1"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_refreshed(&h, "team-a", &registry("cn-north-1"));
+    assert!(h.aws.calls().iter().all(|c| c.region == "cn-north-1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn assume_role_credentials_are_used_for_ecr() {
+    let h = Harness::new(&["team-a"]).await;
+    let run = h
+        .run(&[
+            "--namespaces",
+            "team-a",
+            "--registries",
+            &registry("us-east-1"),
+            "--assume-role-arn",
+            "arn:aws:iam::123456789012:role/ecr-reader",
+            "--external-id",
+            "ext-123",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let calls = h.aws.calls();
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    assert_eq!(ops, ["AssumeRole", "GetAuthorizationToken"]);
+    assert_eq!(
+        calls[0].access_key, ACCESS_KEY,
+        "AssumeRole is signed with the base credentials"
+    );
+    assert_ne!(
+        calls[1].access_key, ACCESS_KEY,
+        "ECR is called with the assumed role's credentials"
+    );
+    assert_refreshed(&h, "team-a", &registry("us-east-1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_log_lines_carry_namespace_and_outcome() {
+    let h = Harness::new(&["team-a"]).await;
+    let run = h
+        .run(&["--namespaces", "team-a", "--log-format", "json"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let ns_line = lines
+        .iter()
+        .find(|l| l["namespace"] == "team-a")
+        .expect("a line for team-a");
+    assert_eq!(ns_line["outcome"], "created");
+    assert!(ns_line["duration_ms"].is_u64());
+    assert!(
+        lines.last().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("summary")
+    );
+}
