@@ -138,7 +138,13 @@ impl Harness {
 /// Every form a secret value could take in output: raw, in `auth`, in the Secret's data.
 pub fn assert_no_secrets(output: &str) {
     let auth = STANDARD.encode(format!("AWS:{MOTO_PASSWORD}"));
-    for needle in [MOTO_PASSWORD, auth.as_str(), SECRET_KEY, "auth-token"] {
+    for needle in [
+        MOTO_PASSWORD,
+        auth.as_str(),
+        SECRET_KEY,
+        "auth-token",
+        "session-token-value",
+    ] {
         assert!(
             !output.contains(needle),
             "output leaks a secret ({needle}):\n{output}"

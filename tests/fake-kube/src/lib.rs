@@ -11,6 +11,7 @@
 //! with its real kube client.
 
 mod aws;
+mod metadata;
 mod rbac;
 mod server;
 mod store;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 pub use aws::{AwsCall, AwsFault, AwsFront};
+pub use metadata::{IssuedCredentials, MetadataServer};
 pub use rbac::Rule;
 use store::Store;
 

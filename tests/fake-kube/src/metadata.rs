@@ -1,0 +1,160 @@
+//! Credential endpoints that live on the machine or the pod: EC2 IMDSv2 and the container
+//! credentials endpoint (EKS Pod Identity, ECS), in one loopback server.
+//!
+//! IMDSv2 is followed as the real one behaves: a session token from `PUT /latest/api/token`
+//! (which must carry a TTL header, and whose answer echoes it), required on every `GET`.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+
+const ROLE: &str = "node-role";
+const IMDS_TOKEN: &str = "imds-session-token";
+
+/// Credentials the endpoints hand out.
+#[derive(Debug, Clone)]
+pub struct IssuedCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+}
+
+pub struct MetadataServer {
+    addr: std::net::SocketAddr,
+    hits: Arc<Mutex<Vec<String>>>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl MetadataServer {
+    /// Serves `creds` on IMDSv2 paths and on `/pod-identity`, which requires
+    /// `Authorization: <container_token>`.
+    pub async fn start(
+        creds: IssuedCredentials,
+        container_token: &str,
+    ) -> std::io::Result<MetadataServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (h, token) = (hits.clone(), container_token.to_string());
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
+                    _ = &mut rx => return,
+                };
+                let (h, creds, token) = (h.clone(), creds.clone(), token.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let (h, creds, token) = (h.clone(), creds.clone(), token.clone());
+                        async move { Ok::<_, Infallible>(answer(req, &h, &creds, &token)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(MetadataServer {
+            addr,
+            hits,
+            _shutdown: tx,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `METHOD path` of every request served.
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn reply(
+    status: u16,
+    body: String,
+    headers: &[(&'static str, String)],
+) -> hyper::Response<Full<Bytes>> {
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in headers {
+        if let Ok(v) = v.parse() {
+            resp.headers_mut().insert(*k, v);
+        }
+    }
+    resp
+}
+
+fn credentials_json(c: &IssuedCredentials, imds: bool) -> String {
+    let expiration = "2099-01-01T00:00:00Z";
+    if imds {
+        format!(
+            r#"{{"Code":"Success","LastUpdated":"2026-01-01T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"{}","SecretAccessKey":"{}","Token":"{}","Expiration":"{expiration}"}}"#,
+            c.access_key_id, c.secret_access_key, c.session_token
+        )
+    } else {
+        format!(
+            r#"{{"AccessKeyId":"{}","SecretAccessKey":"{}","Token":"{}","AccountId":"123456789012","Expiration":"{expiration}"}}"#,
+            c.access_key_id, c.secret_access_key, c.session_token
+        )
+    }
+}
+
+fn answer(
+    req: hyper::Request<hyper::body::Incoming>,
+    hits: &Mutex<Vec<String>>,
+    creds: &IssuedCredentials,
+    container_token: &str,
+) -> hyper::Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    hits.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(format!("{} {path}", req.method()));
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    if path == "/pod-identity" {
+        return if header("authorization") == container_token {
+            reply(
+                200,
+                credentials_json(creds, false),
+                &[("content-type", "application/json".into())],
+            )
+        } else {
+            reply(401, r#"{"message":"bad token"}"#.into(), &[])
+        };
+    }
+    if req.method() == Method::PUT && path == "/latest/api/token" {
+        let ttl = header("x-aws-ec2-metadata-token-ttl-seconds");
+        if ttl.parse::<u32>().is_err() {
+            return reply(400, String::new(), &[]);
+        }
+        return reply(
+            200,
+            IMDS_TOKEN.into(),
+            &[("x-aws-ec2-metadata-token-ttl-seconds", ttl)],
+        );
+    }
+    if header("x-aws-ec2-metadata-token") != IMDS_TOKEN {
+        return reply(401, String::new(), &[]);
+    }
+    match path.as_str() {
+        "/latest/meta-data/iam/security-credentials/"
+        | "/latest/meta-data/iam/security-credentials" => reply(200, ROLE.into(), &[]),
+        p if p == format!("/latest/meta-data/iam/security-credentials/{ROLE}") => {
+            reply(200, credentials_json(creds, true), &[])
+        }
+        "/latest/meta-data/placement/region" => reply(200, "eu-central-1".into(), &[]),
+        _ => reply(404, String::new(), &[]),
+    }
+}
