@@ -1,0 +1,215 @@
+//! The shipped RBAC is enough and no more: the binary runs against the fake API server while it
+//! enforces the rules rendered from manifests/, through every path that writes a Secret, and
+//! the (verb, resource) pairs it used must be exactly the ones the rules grant.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use fake_kube::Rule;
+use serde_json::{Value, json};
+
+/// The objects `kubectl kustomize` renders for an overlay.
+fn render(overlay: &str) -> Vec<Value> {
+    let dir = format!(
+        "{}/manifests/overlays/{overlay}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new("kubectl")
+        .args(["kustomize", &dir])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("kubectl is needed to render the manifests ({e}); see README: Install")
+        });
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_saphyr::from_multiple::<Value>(&text)
+        .expect("rendered YAML parses")
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The rules bound to the refresher's ServiceAccount, as the fake server's authorizer takes them.
+fn rules_of(objects: &[Value]) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for role in objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+    {
+        let namespace = role["metadata"]["namespace"].as_str().map(String::from);
+        let bound = objects.iter().any(|b| {
+            (b["kind"] == "ClusterRoleBinding" || b["kind"] == "RoleBinding")
+                && b["roleRef"]["name"] == role["metadata"]["name"]
+                && b["roleRef"]["kind"] == role["kind"]
+                && b["metadata"]["namespace"].as_str() == namespace.as_deref()
+                && b["subjects"].as_array().unwrap().iter().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == "ecr-secret-refresher"
+                        && s["namespace"] == "ecr-secret-refresher"
+                })
+        });
+        assert!(
+            bound,
+            "{} {:?} is not bound to the refresher's ServiceAccount",
+            role["kind"], namespace
+        );
+        for r in role["rules"].as_array().unwrap() {
+            rules.push(Rule {
+                api_groups: strings(&r["apiGroups"]),
+                resources: strings(&r["resources"]),
+                verbs: strings(&r["verbs"]),
+                resource_names: strings(&r["resourceNames"]),
+                namespace: namespace.clone(),
+            });
+        }
+    }
+    rules
+}
+
+fn granted(rules: &[Rule]) -> BTreeSet<(String, String)> {
+    rules
+        .iter()
+        .flat_map(|r| {
+            r.verbs
+                .iter()
+                .flat_map(move |v| r.resources.iter().map(move |res| (v.clone(), res.clone())))
+        })
+        .collect()
+}
+
+/// Drives every write path: create, in-place patch, replace of a Secret missing our
+/// annotations, recreate of a Secret of another type, and the recreate strategy.
+async fn exercise(h: &Harness, namespaces: &str) {
+    let first_ns = namespaces.split(',').next().unwrap();
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["--namespaces", namespaces],
+        vec!["--namespaces", namespaces],
+        vec!["--namespaces", namespaces, "--strategy", "recreate"],
+    ];
+    for (i, args) in runs.iter().enumerate() {
+        let run = h.run(args).await;
+        assert_eq!(run.code, 0, "run {i}: {}", run.stderr);
+    }
+    let mut s = h.secret(first_ns, "ecr").unwrap();
+    s["metadata"].as_object_mut().unwrap().remove("annotations");
+    h.kube.put("secrets", first_ns, s);
+    assert_eq!(h.run(&["--namespaces", first_ns]).await.code, 0);
+    let mut s = h.secret(first_ns, "ecr").unwrap();
+    s["type"] = json!("Opaque");
+    h.kube.put("secrets", first_ns, s);
+    let run = h.run(&["--namespaces", first_ns]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+fn used(h: &Harness) -> BTreeSet<(String, String)> {
+    h.kube
+        .requests()
+        .iter()
+        .map(|r| (r.verb.clone(), r.resource.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_role_grants_exactly_what_the_refresher_uses() {
+    let rules = rules_of(&render("cluster"));
+    assert!(rules.iter().all(|r| r.namespace.is_none()));
+    for r in &rules {
+        assert!(
+            !(r.resources.iter().any(|x| x == "secrets" || x == "*")
+                && r.verbs
+                    .iter()
+                    .any(|v| v == "list" || v == "watch" || v == "*")),
+            "no list or watch on Secrets anywhere: {r:?}"
+        );
+    }
+    let h = Harness::new(&["team-a", "team-b"]).await;
+    h.kube.enforce_rules(rules.clone());
+    exercise(&h, "team-a,team-b").await;
+    let denied: Vec<_> = h
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 403)
+        .collect();
+    assert!(denied.is_empty(), "the shipped rules refused {denied:?}");
+    assert_eq!(
+        used(&h),
+        granted(&rules),
+        "used (left) and granted (right) differ"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_name_limits_the_rules() {
+    let rules = rules_of(&render("cluster"));
+    let h = Harness::new(&["team-a"]).await;
+    h.kube.enforce_rules(rules);
+    // Another Secret of the same namespace is out of reach for everything but create.
+    h.kube
+        .put("secrets", "team-a", foreign_secret("team-a", "other"));
+    let run = h
+        .run(&[
+            "--namespaces",
+            "team-a",
+            "--secret-name",
+            "other",
+            "--force",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("Forbidden"), "{}", run.stderr);
+    assert_eq!(
+        h.secret("team-a", "other").unwrap()["metadata"]["labels"]["owner"],
+        "someone-else"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespaced_roles_work_only_where_they_are_bound() {
+    let objects = render("namespaced");
+    let rules = rules_of(&objects);
+    let namespaces: BTreeSet<String> = rules.iter().filter_map(|r| r.namespace.clone()).collect();
+    assert_eq!(
+        namespaces,
+        BTreeSet::from(["team-a".to_string(), "team-b".to_string()])
+    );
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding")
+    );
+    // The overlay configures the same namespaces it grants.
+    let cm = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert_eq!(cm["data"]["ECR_REFRESHER_NAMESPACES"], "team-a,team-b");
+
+    let h = Harness::new(&["team-a", "team-b", "team-c"]).await;
+    h.kube.enforce_rules(rules.clone());
+    exercise(&h, "team-a,team-b").await;
+    assert_eq!(used(&h), granted(&rules));
+    // A namespace without a Role is refused and reported; the others are still refreshed.
+    let run = h.run(&["--namespaces", "team-a,team-c"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("namespace=team-c"))
+        .unwrap();
+    assert!(line.contains("Forbidden"), "{line}");
+    assert!(h.secret("team-c", "ecr").is_none());
+}
