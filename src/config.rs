@@ -5,9 +5,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::registry::{Registry, RegistryError, is_region};
+use crate::roles_anywhere::{self, Passphrase, RaError};
 
 /// The label that marks the Secrets this tool owns.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -40,6 +41,8 @@ pub enum CredentialsSource {
     Container,
     /// The EC2 instance metadata service (IMDSv2), i.e. the node's role.
     Imds,
+    /// IAM Roles Anywhere with the --ra-* certificate and key (chosen by `auto` when they are set).
+    RolesAnywhere,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,8 +57,17 @@ pub enum LogFormat {
 /// into each namespace, and exits: 0 when every namespace was refreshed, 1 when some failed,
 /// 2 when nothing could be done (configuration, credentials, tokens, cluster connection).
 #[derive(Debug, Parser)]
-#[command(name = "ecr-secret-refresher", version, about, long_about)]
+#[command(
+    name = "ecr-secret-refresher",
+    version,
+    about,
+    long_about,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Namespaces to write the Secret into, comma-separated.
     #[arg(
         long,
@@ -133,6 +145,134 @@ pub struct Cli {
     /// How many namespaces are written at the same time.
     #[arg(long, env = "ECR_REFRESHER_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
+
+    #[command(flatten)]
+    pub roles_anywhere: RolesAnywhereArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print IAM Roles Anywhere credentials as `credential_process` JSON, like
+    /// `aws_signing_helper credential-process`, for use in an AWS config profile.
+    CredentialProcess(CredentialProcessArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialProcessArgs {
+    #[command(flatten)]
+    pub roles_anywhere: RolesAnywhereArgs,
+}
+
+/// IAM Roles Anywhere: a certificate and its private key instead of AWS keys.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "IAM Roles Anywhere")]
+pub struct RolesAnywhereArgs {
+    /// PEM certificate, or a bundle whose first certificate is the leaf.
+    #[arg(long, env = "ECR_REFRESHER_RA_CERTIFICATE")]
+    pub ra_certificate: Option<PathBuf>,
+    /// PEM private key of the certificate: RSA (PKCS#1/PKCS#8), EC P-256/P-384 (SEC1/PKCS#8),
+    /// or encrypted PKCS#8.
+    #[arg(long, env = "ECR_REFRESHER_RA_PRIVATE_KEY")]
+    pub ra_private_key: Option<PathBuf>,
+    /// PEM intermediate certificates, sent as the chain.
+    #[arg(long, env = "ECR_REFRESHER_RA_INTERMEDIATES")]
+    pub ra_intermediates: Option<PathBuf>,
+    /// Trust anchor ARN; its region is where CreateSession is called.
+    #[arg(long, env = "ECR_REFRESHER_RA_TRUST_ANCHOR_ARN")]
+    pub ra_trust_anchor_arn: Option<String>,
+    /// Profile ARN (same region as the trust anchor).
+    #[arg(long, env = "ECR_REFRESHER_RA_PROFILE_ARN")]
+    pub ra_profile_arn: Option<String>,
+    /// IAM role to get credentials for.
+    #[arg(long, env = "ECR_REFRESHER_RA_ROLE_ARN")]
+    pub ra_role_arn: Option<String>,
+    /// Session length in seconds, 900 to 43200.
+    #[arg(
+        long,
+        env = "ECR_REFRESHER_RA_SESSION_DURATION",
+        default_value_t = 3600
+    )]
+    pub ra_session_duration: u32,
+    /// Role session name (the profile must allow it).
+    #[arg(long, env = "ECR_REFRESHER_RA_ROLE_SESSION_NAME")]
+    pub ra_role_session_name: Option<String>,
+    /// Endpoint override, e.g. a VPC endpoint. Default: https://rolesanywhere.REGION.amazonaws.com.
+    #[arg(long, env = "ECR_REFRESHER_RA_ENDPOINT")]
+    pub ra_endpoint: Option<String>,
+    /// Name of the environment variable that holds the encrypted key's passphrase.
+    #[arg(
+        long,
+        env = "ECR_REFRESHER_RA_PRIVATE_KEY_PASSPHRASE_ENV",
+        conflicts_with = "ra_private_key_passphrase_file"
+    )]
+    pub ra_private_key_passphrase_env: Option<String>,
+    /// File that holds the encrypted key's passphrase.
+    #[arg(long, env = "ECR_REFRESHER_RA_PRIVATE_KEY_PASSPHRASE_FILE")]
+    pub ra_private_key_passphrase_file: Option<PathBuf>,
+}
+
+impl RolesAnywhereArgs {
+    /// The validated settings, `None` when no Roles Anywhere flag is set.
+    pub fn into_settings(self) -> Result<Option<roles_anywhere::Settings>, ConfigError> {
+        let any = self.ra_certificate.is_some()
+            || self.ra_private_key.is_some()
+            || self.ra_trust_anchor_arn.is_some()
+            || self.ra_profile_arn.is_some()
+            || self.ra_role_arn.is_some();
+        if !any {
+            return Ok(None);
+        }
+        let mut missing = Vec::new();
+        for (flag, set) in [
+            ("--ra-certificate", self.ra_certificate.is_some()),
+            ("--ra-private-key", self.ra_private_key.is_some()),
+            ("--ra-trust-anchor-arn", self.ra_trust_anchor_arn.is_some()),
+            ("--ra-profile-arn", self.ra_profile_arn.is_some()),
+            ("--ra-role-arn", self.ra_role_arn.is_some()),
+        ] {
+            if !set {
+                missing.push(flag);
+            }
+        }
+        let (
+            Some(certificate),
+            Some(private_key),
+            Some(trust_anchor_arn),
+            Some(profile_arn),
+            Some(role_arn),
+        ) = (
+            self.ra_certificate,
+            self.ra_private_key,
+            self.ra_trust_anchor_arn,
+            self.ra_profile_arn,
+            self.ra_role_arn,
+        )
+        else {
+            return Err(ConfigError::RolesAnywhereIncomplete(missing.join(", ")));
+        };
+        let passphrase = match (
+            self.ra_private_key_passphrase_env,
+            self.ra_private_key_passphrase_file,
+        ) {
+            (Some(name), _) => Some(Passphrase::Env(name)),
+            (None, Some(path)) => Some(Passphrase::File(path)),
+            (None, None) => None,
+        };
+        roles_anywhere::Settings::new(
+            certificate,
+            private_key,
+            self.ra_intermediates,
+            trust_anchor_arn,
+            profile_arn,
+            role_arn,
+            self.ra_session_duration,
+            self.ra_role_session_name,
+            self.ra_endpoint,
+            passphrase,
+        )
+        .map(Some)
+        .map_err(ConfigError::RolesAnywhere)
+    }
 }
 
 /// A validated configuration.
@@ -166,6 +306,7 @@ pub struct AwsSettings {
     /// Whether the default registry uses the FIPS endpoint.
     pub fips: bool,
     pub assume_role: Option<AssumeRole>,
+    pub roles_anywhere: Option<roles_anywhere::Settings>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,7 +316,7 @@ pub struct AssumeRole {
     pub session_name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
         "--namespaces: '{0}' is not a valid namespace name (lower-case letters, digits and '-', at most 63 characters)"
@@ -199,6 +340,14 @@ pub enum ConfigError {
     SessionName(String),
     #[error("--concurrency must be between 1 and 256, got {0}")]
     Concurrency(usize),
+    #[error("IAM Roles Anywhere needs {0} too")]
+    RolesAnywhereIncomplete(String),
+    #[error(transparent)]
+    RolesAnywhere(RaError),
+    #[error(
+        "--credentials-source roles-anywhere needs --ra-certificate, --ra-private-key, --ra-trust-anchor-arn, --ra-profile-arn and --ra-role-arn"
+    )]
+    RolesAnywhereMissing,
 }
 
 /// Whether `s` is an RFC 1123 label, as namespace names must be.
@@ -286,6 +435,10 @@ impl Cli {
         if !(1..=256).contains(&self.concurrency) {
             return Err(ConfigError::Concurrency(self.concurrency));
         }
+        let roles_anywhere = self.roles_anywhere.into_settings()?;
+        if self.credentials_source == CredentialsSource::RolesAnywhere && roles_anywhere.is_none() {
+            return Err(ConfigError::RolesAnywhereMissing);
+        }
         Ok(Config {
             namespaces,
             secret_name: self.secret_name,
@@ -303,6 +456,7 @@ impl Cli {
                 region: self.region,
                 fips: self.fips,
                 assume_role,
+                roles_anywhere,
             },
             concurrency: self.concurrency,
         })

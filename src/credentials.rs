@@ -31,6 +31,7 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use crate::config::{AwsSettings, CredentialsSource};
 use crate::errors;
+use crate::roles_anywhere::{RaError, RolesAnywhere};
 
 /// How long IMDS may take to answer before we decide we are not on EC2.
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -58,6 +59,8 @@ pub enum AwsSetupError {
         "STS GetCallerIdentity failed: {0}. Name the registries with --registries to skip this call."
     )]
     CallerIdentity(String),
+    #[error("IAM Roles Anywhere: {0}")]
+    RolesAnywhere(#[from] RaError),
 }
 
 /// AWS configuration ready for service clients: region, HTTP client and resolved credentials.
@@ -118,7 +121,26 @@ struct Source {
     provider: SharedCredentialsProvider,
 }
 
-fn sources(choice: CredentialsSource, conf: &ProviderConfig) -> Vec<Source> {
+/// The sources to try, in order. Roles Anywhere settings, when given, are the only source
+/// `auto` tries: the user asked for them.
+fn sources(settings: &AwsSettings, conf: &ProviderConfig) -> Result<Vec<Source>, AwsSetupError> {
+    let choice = settings.source;
+    if let Some(ra) = &settings.roles_anywhere
+        && matches!(
+            choice,
+            CredentialsSource::Auto | CredentialsSource::RolesAnywhere
+        )
+    {
+        let provider = RolesAnywhere::load(ra.clone())?;
+        return Ok(vec![Source {
+            name: "IAM Roles Anywhere",
+            provider: SharedCredentialsProvider::new(provider),
+        }]);
+    }
+    Ok(chain_sources(choice, conf))
+}
+
+fn chain_sources(choice: CredentialsSource, conf: &ProviderConfig) -> Vec<Source> {
     let s = |name, provider: SharedCredentialsProvider| Source { name, provider };
     let env = || {
         s(
@@ -176,6 +198,8 @@ fn sources(choice: CredentialsSource, conf: &ProviderConfig) -> Vec<Source> {
         CredentialsSource::WebIdentity => vec![web()],
         CredentialsSource::Container => vec![container()],
         CredentialsSource::Imds => vec![imds()],
+        // Without settings, config validation has already refused this choice.
+        CredentialsSource::RolesAnywhere => Vec::new(),
     }
 }
 
@@ -250,7 +274,7 @@ pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<A
         .await
         .ok_or(AwsSetupError::NoRegion)?;
     let conf = base.with_region(Some(region.clone()));
-    let (source, creds) = first_credentials(sources(settings.source, &conf)).await?;
+    let (source, creds) = first_credentials(sources(settings, &conf)?).await?;
     tracing::debug!(source = source.name, "AWS credentials found");
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod credential_process;
 pub mod credentials;
 pub mod dockerconfig;
 pub mod ecr;
@@ -14,5 +15,6 @@ pub mod logging;
 pub mod refresh;
 pub mod registry;
 pub mod report;
+pub mod roles_anywhere;
 pub mod secrets;
 pub mod sensitive;

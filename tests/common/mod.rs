@@ -98,6 +98,13 @@ impl Harness {
 
     /// Runs the binary with exactly `env`, and checks that no secret value reached its output.
     pub async fn run_env(&self, args: &[&str], env: Vec<(String, String)>) -> Run {
+        let run = self.run_unchecked(args, env).await;
+        assert_no_secrets(&run.output());
+        run
+    }
+
+    /// Runs the binary without checking its output: for commands whose output is a secret.
+    pub async fn run_unchecked(&self, args: &[&str], env: Vec<(String, String)>) -> Run {
         let child = tokio::process::Command::new(BIN)
             .args(args)
             .env_clear()
@@ -112,13 +119,11 @@ impl Harness {
             .await
             .expect("binary finishes within 60 s")
             .expect("binary output");
-        let run = Run {
+        Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert_no_secrets(&run.output());
-        run
+        }
     }
 
     pub fn secret(&self, ns: &str, name: &str) -> Option<Value> {
@@ -183,4 +188,29 @@ pub fn foreign_secret(ns: &str, name: &str) -> Value {
         "type": "Opaque",
         "data": {"token": STANDARD.encode("keep me")}
     })
+}
+
+/// The objects `kubectl kustomize` renders for an overlay.
+pub fn render(overlay: &str) -> Vec<Value> {
+    let dir = format!(
+        "{}/manifests/overlays/{overlay}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new("kubectl")
+        .args(["kustomize", &dir])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("kubectl is needed to render the manifests ({e}); see README: Install")
+        });
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_saphyr::from_multiple::<Value>(&text)
+        .expect("rendered YAML parses")
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
 }

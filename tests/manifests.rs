@@ -1,6 +1,7 @@
-//! The shipped RBAC is enough and no more: the binary runs against the fake API server while it
-//! enforces the rules rendered from manifests/, through every path that writes a Secret, and
-//! the (verb, resource) pairs it used must be exactly the ones the rules grant.
+//! What manifests/ ships, checked against the binary. The RBAC is enough and no more: the
+//! binary runs against the fake API server while it enforces the rules rendered from the
+//! overlays, through every path that writes a Secret, and the (verb, resource) pairs it used
+//! must be exactly the ones the rules grant. The configuration names only flags that exist.
 
 mod common;
 
@@ -10,30 +11,13 @@ use common::*;
 use fake_kube::Rule;
 use serde_json::{Value, json};
 
-/// The objects `kubectl kustomize` renders for an overlay.
-fn render(overlay: &str) -> Vec<Value> {
-    let dir = format!(
-        "{}/manifests/overlays/{overlay}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let out = std::process::Command::new("kubectl")
-        .args(["kustomize", &dir])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("kubectl is needed to render the manifests ({e}); see README: Install")
-        });
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {dir}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    serde_saphyr::from_multiple::<Value>(&text)
-        .expect("rendered YAML parses")
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .collect()
-}
+const OVERLAYS: &[&str] = &[
+    "cluster",
+    "namespaced",
+    "irsa",
+    "static-keys",
+    "roles-anywhere",
+];
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
@@ -212,4 +196,30 @@ async fn namespaced_roles_work_only_where_they_are_bound() {
         .unwrap();
     assert!(line.contains("Forbidden"), "{line}");
     assert!(h.secret("team-c", "ecr").is_none());
+}
+
+#[test]
+fn every_configured_variable_is_a_flag_of_the_binary() {
+    let help = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    for overlay in OVERLAYS {
+        let objects = render(overlay);
+        let cm = objects
+            .iter()
+            .find(|o| o["kind"] == "ConfigMap")
+            .expect("a ConfigMap");
+        for key in cm["data"].as_object().unwrap().keys() {
+            // AWS SDK variables are the SDK's; ours must be documented flags.
+            if key.starts_with("AWS_") {
+                continue;
+            }
+            assert!(
+                help.contains(&format!("[env: {key}=")),
+                "{overlay}: {key} is not an environment twin of any flag"
+            );
+        }
+    }
 }

@@ -1,0 +1,519 @@
+//! IAM Roles Anywhere end to end: the binary signs CreateSession with each key type and
+//! encoding, a server that verifies with Python's `cryptography` (not our code) accepts it,
+//! and the session credentials are the ones that sign the ECR call. Broken identities fail
+//! before any request, naming the file.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use common::*;
+use serde_json::Value;
+
+const TA: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/0b1f4c2e";
+const PROFILE: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/9a8c7d6e";
+const ROLE: &str = "arn:aws:iam::123456789012:role/ecr-reader";
+const RA_KEY_ID: &str = "ASIAROLESANYWHERE";
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn script(name: &str) -> String {
+    format!("{}/tests/roles_anywhere/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The test PKI, generated once per test process by tests/roles_anywhere/pki.py.
+fn pki() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("ra-pki-{}", std::process::id()));
+        let out = Command::new(python())
+            .arg(script("pki.py"))
+            .arg(&dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {} ({e}): run the tests with scripts/test, which sets up .venv",
+                    python()
+                )
+            });
+        assert!(
+            out.status.success(),
+            "pki.py failed (is `cryptography` installed?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+fn pem(name: &str) -> String {
+    pki().join(name).display().to_string()
+}
+
+/// The verifying server, killed when dropped.
+struct RaServer {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl RaServer {
+    fn start(dir: &Path) -> RaServer {
+        let log = dir.join("ra-requests.jsonl");
+        let mut child = Command::new(python())
+            .arg(script("server.py"))
+            .args([
+                "--trust-anchor",
+                &pem("root.crt"),
+                "--log",
+                log.to_str().unwrap(),
+                "--access-key-id",
+                RA_KEY_ID,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the Roles Anywhere test server starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("server printed no port: {line:?}"));
+        RaServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for RaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ra_args(server: &RaServer, cert: &str, key: &str) -> Vec<String> {
+    [
+        "--ra-certificate",
+        &pem(cert),
+        "--ra-private-key",
+        &pem(key),
+        "--ra-trust-anchor-arn",
+        TA,
+        "--ra-profile-arn",
+        PROFILE,
+        "--ra-role-arn",
+        ROLE,
+        "--ra-endpoint",
+        &server.url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The harness environment with no AWS credentials at all: only Roles Anywhere can provide them.
+fn env_without_keys(h: &Harness) -> Vec<(String, String)> {
+    h.base_env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY") && !k.starts_with("AWS_SECRET"))
+        .collect()
+}
+
+async fn refresh(h: &Harness, extra: &[String]) -> Run {
+    let mut args: Vec<String> = ["--namespaces", "team-a", "--registries"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(registry("us-east-1"));
+    args.extend_from_slice(extra);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    h.run_env(&refs, env_without_keys(h)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_key_type_and_encoding_refreshes_with_roles_anywhere() {
+    let h = Harness::new(&["team-a"]).await;
+    let server = RaServer::start(h.dir.path());
+    let cases = [
+        ("rsa2048", "RSA"),
+        ("rsa4096", "RSA"),
+        ("p256", "ECDSA"),
+        ("p384", "ECDSA"),
+    ];
+    let encodings = [
+        ("traditional", false),
+        ("pkcs8", false),
+        ("pkcs8-pbkdf2-aes256", true),
+        ("pkcs8-pbkdf2-aes128", true),
+        ("pkcs8-scrypt-aes256", true),
+    ];
+    let mut runs = 0;
+    for (key, alg) in cases {
+        for (encoding, encrypted) in encodings {
+            let mut args = ra_args(
+                &server,
+                &format!("{key}.crt"),
+                &format!("{key}.{encoding}.pem"),
+            );
+            args.extend(["--ra-intermediates".to_string(), pem("intermediate.crt")]);
+            if encrypted {
+                args.extend([
+                    "--ra-private-key-passphrase-file".to_string(),
+                    pem("passphrase.txt"),
+                ]);
+            }
+            let run = refresh(&h, &args).await;
+            assert_eq!(run.code, 0, "{key} {encoding}: {}", run.stderr);
+            assert!(run.stderr.contains("IAM Roles Anywhere"), "{}", run.stderr);
+            let reqs = server.requests();
+            let last = reqs.last().unwrap();
+            assert_eq!(last["result"], "accepted", "{key} {encoding}");
+            assert_eq!(last["algorithm"], format!("AWS4-X509-{alg}-SHA256"));
+            assert_eq!(last["intermediates"], 1);
+            runs += 1;
+        }
+    }
+    assert_eq!(server.requests().len(), runs, "one CreateSession per run");
+    // Every ECR call was signed with the session credentials Roles Anywhere issued.
+    let ecr: Vec<_> = h
+        .aws
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "GetAuthorizationToken")
+        .collect();
+    assert_eq!(ecr.len(), runs);
+    assert!(ecr.iter().all(|c| c.access_key == RA_KEY_ID), "{ecr:?}");
+    assert!(h.secret("team-a", "ecr").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chains_bundles_and_key_files_with_parameters() {
+    let h = Harness::new(&["team-a"]).await;
+    let server = RaServer::start(h.dir.path());
+    // Leaf and intermediate in one file; the intermediate goes into the chain header.
+    let run = refresh(&h, &ra_args(&server, "p384.bundle.crt", "p384.pkcs8.pem")).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(server.requests().last().unwrap()["intermediates"], 1);
+    // A leaf issued by the trust anchor itself: no chain header at all.
+    let run = refresh(&h, &ra_args(&server, "direct.crt", "direct.pkcs8.pem")).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let last = server.requests().last().unwrap().clone();
+    assert_eq!(last["intermediates"], 0);
+    assert!(last["headers"].get("x-amz-x509-chain").is_none());
+    // `openssl ecparam -genkey` output: EC PARAMETERS before the key; passphrase from the environment.
+    let mut args = ra_args(&server, "p256.crt", "p256.with-params.pem");
+    args.extend(["--ra-intermediates".to_string(), pem("intermediate.crt")]);
+    let run = refresh(&h, &args).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut args = ra_args(&server, "p256.crt", "p256.pkcs8-scrypt-aes256.pem");
+    args.extend([
+        "--ra-intermediates".to_string(),
+        pem("intermediate.crt"),
+        "--ra-private-key-passphrase-env".into(),
+        "RA_PASS".into(),
+    ]);
+    let refs: Vec<String> = [
+        "--namespaces",
+        "team-a",
+        "--registries",
+        &registry("us-east-1"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(args)
+    .collect();
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let mut env = env_without_keys(&h);
+    env.push(("RA_PASS".into(), "correct horse battery staple".into()));
+    let run = h.run_env(&refs, env).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_identities_fail_before_any_request_and_name_the_file() {
+    let h = Harness::new(&["team-a"]).await;
+    let server = RaServer::start(h.dir.path());
+    let with_pass = |mut a: Vec<String>| {
+        a.extend([
+            "--ra-private-key-passphrase-file".to_string(),
+            pem("passphrase.txt"),
+        ]);
+        a
+    };
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            ra_args(&server, "p256.crt", "other-p256.pkcs8.pem"),
+            vec![
+                "other-p256.pkcs8.pem",
+                "does not belong to the certificate",
+                "p256.crt",
+            ],
+        ),
+        (
+            ra_args(&server, "expired.crt", "p256.pkcs8.pem"),
+            vec!["expired.crt", "expired at"],
+        ),
+        (
+            ra_args(&server, "future.crt", "p256.pkcs8.pem"),
+            vec!["future.crt", "is not valid before"],
+        ),
+        (
+            ra_args(&server, "ed25519.crt", "ed25519.pkcs8.pem"),
+            vec!["ed25519.pkcs8.pem", "Ed25519"],
+        ),
+        (
+            ra_args(&server, "rsa1024.crt", "rsa1024.pkcs8.pem"),
+            vec!["rsa1024.pkcs8.pem", "RSA-1024", "2048 to 4096"],
+        ),
+        (
+            ra_args(&server, "p256.crt", "p256.pkcs8-scrypt-aes256.pem"),
+            vec![
+                "p256.pkcs8-scrypt-aes256.pem",
+                "is encrypted",
+                "--ra-private-key-passphrase-file",
+            ],
+        ),
+        (
+            with_pass(ra_args(&server, "p256.crt", "garbage.pem")),
+            vec!["garbage.pem", "malformed"],
+        ),
+        (
+            ra_args(&server, "p256.crt", "missing.pem"),
+            vec!["missing.pem", "cannot read"],
+        ),
+        (
+            ra_args(&server, "p256.pkcs8.pem", "p256.pkcs8.pem"),
+            vec!["p256.pkcs8.pem", "no PEM certificate"],
+        ),
+    ];
+    for (args, wants) in cases {
+        let run = refresh(&h, &args).await;
+        assert_eq!(run.code, 2, "{wants:?}: {}", run.stderr);
+        for want in wants {
+            assert!(
+                run.stderr.contains(want),
+                "should mention '{want}': {}",
+                run.stderr
+            );
+        }
+    }
+    // A wrong passphrase.
+    let wrong = h.dir.path().join("wrong.txt");
+    std::fs::write(&wrong, "Tr0ub4dor&3").unwrap();
+    let mut args = ra_args(&server, "rsa2048.crt", "rsa2048.pkcs8-pbkdf2-aes256.pem");
+    args.extend([
+        "--ra-private-key-passphrase-file".to_string(),
+        wrong.display().to_string(),
+    ]);
+    let run = refresh(&h, &args).await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("cannot decrypt")
+            && run.stderr.contains("rsa2048.pkcs8-pbkdf2-aes256.pem"),
+        "{}",
+        run.stderr
+    );
+    // Regions that disagree, and incomplete settings.
+    let mut args = ra_args(&server, "p256.crt", "p256.pkcs8.pem");
+    args[7] = "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/9a8c7d6e".into();
+    let run = refresh(&h, &args).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("same region"), "{}", run.stderr);
+    let run = refresh(&h, &["--ra-certificate".to_string(), pem("p256.crt")]).await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("--ra-private-key") && run.stderr.contains("--ra-role-arn"),
+        "{}",
+        run.stderr
+    );
+
+    assert!(
+        server.requests().is_empty(),
+        "nothing reached Roles Anywhere: {:?}",
+        server.requests()
+    );
+    assert!(h.aws.calls().is_empty());
+    assert!(h.kube.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_services_refusal_is_surfaced_with_its_message() {
+    let h = Harness::new(&["team-a"]).await;
+    let server = RaServer::start(h.dir.path());
+    // A certificate from a CA that is not the trust anchor: our checks pass, the service's do not.
+    let run = refresh(
+        &h,
+        &ra_args(&server, "untrusted.crt", "untrusted.pkcs8.pem"),
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("HTTP 403") && run.stderr.contains("Untrusted signing certificate"),
+        "{}",
+        run.stderr
+    );
+    assert!(h.aws.calls().is_empty());
+    assert!(h.kube.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_verifier_rejects_a_bad_signature() {
+    // The server is only a witness if it can say no: replay an accepted request with one
+    // signature digit changed, and with the body changed.
+    let h = Harness::new(&["team-a"]).await;
+    let server = RaServer::start(h.dir.path());
+    let mut args = ra_args(&server, "rsa2048.crt", "rsa2048.pkcs8.pem");
+    args.extend(["--ra-intermediates".to_string(), pem("intermediate.crt")]);
+    assert_eq!(refresh(&h, &args).await.code, 0);
+    let accepted = server.requests().last().unwrap().clone();
+    let headers = accepted["headers"].as_object().unwrap();
+    let send = |auth: String, body: &str| {
+        let mut req = format!("POST {} HTTP/1.1\r\n", accepted["path"].as_str().unwrap());
+        for (k, v) in headers {
+            if k == "authorization" || k == "content-length" || k == "connection" {
+                continue;
+            }
+            req.push_str(&format!("{k}: {}\r\n", v.as_str().unwrap()));
+        }
+        req.push_str(&format!(
+            "authorization: {auth}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        let addr = server.url.trim_start_matches("http://").to_string();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut stream, req.as_bytes()).unwrap();
+        let mut resp = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut resp).unwrap();
+        resp
+    };
+    let auth = headers["authorization"].as_str().unwrap().to_string();
+    let body = r#"{"durationSeconds":3600}"#;
+    assert!(
+        send(auth.clone(), body).starts_with("HTTP/1.1 201"),
+        "the replay itself is accepted"
+    );
+    let last = auth.chars().last().unwrap();
+    let flipped = format!(
+        "{}{}",
+        &auth[..auth.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    assert!(send(flipped, body).starts_with("HTTP/1.1 403"));
+    assert!(send(auth, r#"{"durationSeconds":3601}"#).starts_with("HTTP/1.1 403"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credential_process_output_works_as_an_aws_profile() {
+    let h = Harness::new(&["team-a"]).await;
+    let server = RaServer::start(h.dir.path());
+    let mut args = vec!["credential-process".to_string()];
+    args.extend(ra_args(&server, "p384.crt", "p384.traditional.pem"));
+    args.extend(["--ra-intermediates".to_string(), pem("intermediate.crt")]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    // stdout is the credentials, by design; stderr must still hold none.
+    let run = h.run_unchecked(&refs, env_without_keys(&h)).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_no_secrets(&run.stderr);
+    let doc: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON document on stdout");
+    assert_eq!(doc["Version"], 1);
+    assert_eq!(doc["AccessKeyId"], RA_KEY_ID);
+    assert!(
+        doc["SecretAccessKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("ra-secret-")
+    );
+    assert!(
+        doc["SessionToken"]
+            .as_str()
+            .unwrap()
+            .starts_with("ra-session-token-")
+    );
+    assert!(
+        doc["Expiration"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok()
+    );
+
+    // The same command as a profile's credential_process, read by aws-config's own parser.
+    let command = std::iter::once(BIN.to_string())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let config = h.dir.path().join("aws-config");
+    std::fs::write(
+        &config,
+        format!("[profile ra]\nregion = us-east-1\ncredential_process = {command}\n"),
+    )
+    .unwrap();
+    let mut env: Vec<(String, String)> = env_without_keys(&h)
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_CONFIG_FILE")
+        .collect();
+    env.push(("AWS_CONFIG_FILE".into(), config.display().to_string()));
+    env.push(("AWS_PROFILE".into(), "ra".into()));
+    let run = h
+        .run_env(
+            &[
+                "--namespaces",
+                "team-a",
+                "--registries",
+                &registry("us-east-1"),
+                "--credentials-source",
+                "profile",
+            ],
+            env,
+        )
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let ecr = h
+        .aws
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "GetAuthorizationToken")
+        .unwrap();
+    assert_eq!(ecr.access_key, RA_KEY_ID);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_roles_anywhere_overlay_configuration_runs_as_shipped() {
+    let h = Harness::new(&["default"]).await;
+    let server = RaServer::start(h.dir.path());
+    let objects = render("roles-anywhere");
+    let cm = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    let mut env = env_without_keys(&h);
+    for (k, v) in cm["data"].as_object().unwrap() {
+        // The files the pod mounts from the tls Secret: a leaf-then-intermediate bundle and its key.
+        let v = match k.as_str() {
+            "ECR_REFRESHER_RA_CERTIFICATE" => pem("p384.bundle.crt"),
+            "ECR_REFRESHER_RA_PRIVATE_KEY" => pem("p384.pkcs8.pem"),
+            _ => v.as_str().unwrap().to_string(),
+        };
+        env.push((k.clone(), v));
+    }
+    env.push(("ECR_REFRESHER_RA_ENDPOINT".into(), server.url.clone()));
+    let run = h.run_env(&[], env).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(server.requests().last().unwrap()["result"], "accepted");
+    assert!(h.secret("default", "ecr").is_some());
+}
