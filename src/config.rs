@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::labels::Selector;
+use crate::namespaces::NamespaceSpec;
 use crate::registry::{Registry, RegistryError, is_region};
 use crate::roles_anywhere::{self, Passphrase, RaError};
 
@@ -68,73 +70,122 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Namespaces to write the Secret into, comma-separated.
+    /// Namespaces to write the Secret into, comma-separated: exact names and glob patterns
+    /// (`team-*`, `*`). Patterns and --namespace-selector list the cluster's namespaces.
     #[arg(
+        global = true,
         long,
         env = "ECR_REFRESHER_NAMESPACES",
-        value_delimiter = ',',
-        required = true
+        value_delimiter = ','
     )]
     pub namespaces: Vec<String>,
 
+    /// Namespaces to leave out, comma-separated: exact names and glob patterns.
+    #[arg(
+        global = true,
+        long,
+        env = "ECR_REFRESHER_EXCLUDE_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub exclude_namespaces: Vec<String>,
+
+    /// Label selector for namespaces (e.g. `pulls-from=ecr,env!=dev`); combined with
+    /// --namespaces when both are given. Alone, it selects every namespace it matches.
+    #[arg(global = true, long, env = "ECR_REFRESHER_NAMESPACE_SELECTOR")]
+    pub namespace_selector: Option<String>,
+
+    /// Delete our Secret (our label and name only) from namespaces that are no longer selected.
+    #[arg(global = true, long, env = "ECR_REFRESHER_PRUNE")]
+    pub prune: bool,
+
+    /// ServiceAccounts, comma-separated, whose imagePullSecrets get the Secret in every target
+    /// namespace (e.g. `default`).
+    #[arg(
+        global = true,
+        long,
+        env = "ECR_REFRESHER_SERVICE_ACCOUNTS",
+        value_delimiter = ','
+    )]
+    pub service_accounts: Vec<String>,
+
+    /// Deadline for the whole run (e.g. `300`, `90s`, `10m`): no namespace starts after it.
+    #[arg(global = true, long, env = "ECR_REFRESHER_TIMEOUT", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
     /// Name of the Secret to write in each namespace.
-    #[arg(long, env = "ECR_REFRESHER_SECRET_NAME", default_value = "ecr")]
+    #[arg(
+        global = true,
+        long,
+        env = "ECR_REFRESHER_SECRET_NAME",
+        default_value = "ecr"
+    )]
     pub secret_name: String,
 
     /// ECR registry hostnames, comma-separated (e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com).
     /// Default: the caller's own account in --region.
-    #[arg(long, env = "ECR_REFRESHER_REGISTRIES", value_delimiter = ',')]
+    #[arg(
+        global = true,
+        long,
+        env = "ECR_REFRESHER_REGISTRIES",
+        value_delimiter = ','
+    )]
     pub registries: Vec<String>,
 
     /// AWS region for STS and for the default registry. Default: AWS_REGION, the profile's
     /// region, or the region of the first registry.
-    #[arg(long, env = "ECR_REFRESHER_REGION")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_REGION")]
     pub region: Option<String>,
 
     /// Use the FIPS endpoint and hostname for the default registry.
-    #[arg(long, env = "ECR_REFRESHER_FIPS")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_FIPS")]
     pub fips: bool,
 
     /// How an existing Secret is brought up to date.
-    #[arg(long, env = "ECR_REFRESHER_STRATEGY", value_enum, default_value_t = Strategy::Update)]
+    #[arg(global = true, long, env = "ECR_REFRESHER_STRATEGY", value_enum, default_value_t = Strategy::Update)]
     pub strategy: Strategy,
 
     /// Get the tokens and print the Secrets that would be written (passwords redacted);
     /// change nothing and do not contact the cluster.
-    #[arg(long, env = "ECR_REFRESHER_DRY_RUN")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_DRY_RUN")]
     pub dry_run: bool,
 
     /// Take over a Secret of the same name that this tool did not create.
-    #[arg(long, env = "ECR_REFRESHER_FORCE")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_FORCE")]
     pub force: bool,
 
     /// Log line format.
-    #[arg(long, env = "ECR_REFRESHER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(global = true, long, env = "ECR_REFRESHER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     /// Path of the kubeconfig to use. Default: KUBECONFIG, ~/.kube/config, then the in-cluster
     /// service account.
-    #[arg(long, env = "ECR_REFRESHER_KUBECONFIG")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 
     /// kubeconfig context to use instead of the current one.
-    #[arg(long, env = "ECR_REFRESHER_CONTEXT")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_CONTEXT")]
     pub context: Option<String>,
 
     /// Where AWS credentials come from.
-    #[arg(long, env = "ECR_REFRESHER_CREDENTIALS_SOURCE", value_enum, default_value_t = CredentialsSource::Auto)]
+    #[arg(global = true, long, env = "ECR_REFRESHER_CREDENTIALS_SOURCE", value_enum, default_value_t = CredentialsSource::Auto)]
     pub credentials_source: CredentialsSource,
 
     /// IAM role to assume with STS before calling ECR (for a registry in another account).
-    #[arg(long, env = "ECR_REFRESHER_ASSUME_ROLE_ARN")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_ASSUME_ROLE_ARN")]
     pub assume_role_arn: Option<String>,
 
     /// External ID that the assumed role's trust policy requires.
-    #[arg(long, env = "ECR_REFRESHER_EXTERNAL_ID", requires = "assume_role_arn")]
+    #[arg(
+        global = true,
+        long,
+        env = "ECR_REFRESHER_EXTERNAL_ID",
+        requires = "assume_role_arn"
+    )]
     pub external_id: Option<String>,
 
     /// Session name for the assumed role (shows in CloudTrail).
     #[arg(
+        global = true,
         long,
         env = "ECR_REFRESHER_ROLE_SESSION_NAME",
         default_value = "ecr-secret-refresher",
@@ -143,24 +194,52 @@ pub struct Cli {
     pub role_session_name: String,
 
     /// How many namespaces are written at the same time.
-    #[arg(long, env = "ECR_REFRESHER_CONCURRENCY", default_value_t = 16)]
+    #[arg(
+        global = true,
+        long,
+        env = "ECR_REFRESHER_CONCURRENCY",
+        default_value_t = 16
+    )]
     pub concurrency: usize,
 
     #[command(flatten)]
     pub roles_anywhere: RolesAnywhereArgs,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
+    /// Check, without changing anything, everything a refresh with these flags needs, and
+    /// print one row per check with a fix for each failure. Exit 0 only when a refresh would work.
+    Doctor,
     /// Print IAM Roles Anywhere credentials as `credential_process` JSON, like
     /// `aws_signing_helper credential-process`, for use in an AWS config profile.
-    CredentialProcess(CredentialProcessArgs),
+    CredentialProcess,
 }
 
-#[derive(Debug, Args)]
-pub struct CredentialProcessArgs {
-    #[command(flatten)]
-    pub roles_anywhere: RolesAnywhereArgs,
+/// Parses `300`, `90s`, `10m` or `1h`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration such as 300, 90s, 10m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => {
+            return Err(format!(
+                "'{s}' is not a duration such as 300, 90s, 10m or 1h"
+            ));
+        }
+    };
+    if secs == 0 {
+        return Err("the duration must be more than zero".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// IAM Roles Anywhere: a certificate and its private key instead of AWS keys.
@@ -168,46 +247,52 @@ pub struct CredentialProcessArgs {
 #[command(next_help_heading = "IAM Roles Anywhere")]
 pub struct RolesAnywhereArgs {
     /// PEM certificate, or a bundle whose first certificate is the leaf.
-    #[arg(long, env = "ECR_REFRESHER_RA_CERTIFICATE")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_RA_CERTIFICATE")]
     pub ra_certificate: Option<PathBuf>,
     /// PEM private key of the certificate: RSA (PKCS#1/PKCS#8), EC P-256/P-384 (SEC1/PKCS#8),
     /// or encrypted PKCS#8.
-    #[arg(long, env = "ECR_REFRESHER_RA_PRIVATE_KEY")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_RA_PRIVATE_KEY")]
     pub ra_private_key: Option<PathBuf>,
     /// PEM intermediate certificates, sent as the chain.
-    #[arg(long, env = "ECR_REFRESHER_RA_INTERMEDIATES")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_RA_INTERMEDIATES")]
     pub ra_intermediates: Option<PathBuf>,
     /// Trust anchor ARN; its region is where CreateSession is called.
-    #[arg(long, env = "ECR_REFRESHER_RA_TRUST_ANCHOR_ARN")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_RA_TRUST_ANCHOR_ARN")]
     pub ra_trust_anchor_arn: Option<String>,
     /// Profile ARN (same region as the trust anchor).
-    #[arg(long, env = "ECR_REFRESHER_RA_PROFILE_ARN")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_RA_PROFILE_ARN")]
     pub ra_profile_arn: Option<String>,
     /// IAM role to get credentials for.
-    #[arg(long, env = "ECR_REFRESHER_RA_ROLE_ARN")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_RA_ROLE_ARN")]
     pub ra_role_arn: Option<String>,
     /// Session length in seconds, 900 to 43200.
     #[arg(
+        global = true,
         long,
         env = "ECR_REFRESHER_RA_SESSION_DURATION",
         default_value_t = 3600
     )]
     pub ra_session_duration: u32,
     /// Role session name (the profile must allow it).
-    #[arg(long, env = "ECR_REFRESHER_RA_ROLE_SESSION_NAME")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_RA_ROLE_SESSION_NAME")]
     pub ra_role_session_name: Option<String>,
     /// Endpoint override, e.g. a VPC endpoint. Default: https://rolesanywhere.REGION.amazonaws.com.
-    #[arg(long, env = "ECR_REFRESHER_RA_ENDPOINT")]
+    #[arg(global = true, long, env = "ECR_REFRESHER_RA_ENDPOINT")]
     pub ra_endpoint: Option<String>,
     /// Name of the environment variable that holds the encrypted key's passphrase.
     #[arg(
+        global = true,
         long,
         env = "ECR_REFRESHER_RA_PRIVATE_KEY_PASSPHRASE_ENV",
         conflicts_with = "ra_private_key_passphrase_file"
     )]
     pub ra_private_key_passphrase_env: Option<String>,
     /// File that holds the encrypted key's passphrase.
-    #[arg(long, env = "ECR_REFRESHER_RA_PRIVATE_KEY_PASSPHRASE_FILE")]
+    #[arg(
+        global = true,
+        long,
+        env = "ECR_REFRESHER_RA_PRIVATE_KEY_PASSPHRASE_FILE"
+    )]
     pub ra_private_key_passphrase_file: Option<PathBuf>,
 }
 
@@ -278,7 +363,10 @@ impl RolesAnywhereArgs {
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub namespaces: Vec<String>,
+    pub namespaces: NamespaceSpec,
+    pub prune: bool,
+    pub service_accounts: Vec<String>,
+    pub timeout: Option<std::time::Duration>,
     pub secret_name: String,
     pub registries: Vec<Registry>,
     pub strategy: Strategy,
@@ -319,11 +407,17 @@ pub struct AssumeRole {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "--namespaces: '{0}' is not a valid namespace name (lower-case letters, digits and '-', at most 63 characters)"
+        "{flag}: '{value}' is not a namespace name or pattern (lower-case letters, digits, '-', and '*' or '?' in patterns)"
     )]
-    Namespace(String),
-    #[error("--namespaces is empty: name at least one namespace, e.g. --namespaces default")]
+    Namespace { flag: &'static str, value: String },
+    #[error(
+        "no namespaces: name them with --namespaces (e.g. --namespaces default or 'team-*') or select them with --namespace-selector"
+    )]
     NoNamespaces,
+    #[error("--namespace-selector: {0}")]
+    Selector(String),
+    #[error("--service-accounts: '{0}' is not a valid ServiceAccount name")]
+    ServiceAccount(String),
     #[error(
         "--secret-name: '{0}' is not a valid Secret name (lower-case letters, digits, '-' and '.', at most 253 characters)"
     )]
@@ -379,22 +473,47 @@ pub fn is_role_arn(s: &str) -> bool {
 impl Cli {
     /// Checks every flag and builds the typed configuration.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let mut namespaces: Vec<String> = Vec::new();
-        for ns in self
-            .namespaces
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-        {
-            if !is_dns_label(ns) {
-                return Err(ConfigError::Namespace(ns.to_string()));
+        let names = |flag: &'static str, list: &[String]| -> Result<Vec<String>, ConfigError> {
+            let mut out: Vec<String> = Vec::new();
+            for ns in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                let valid = if crate::labels::is_pattern(ns) {
+                    ns.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-*?".contains(c))
+                } else {
+                    is_dns_label(ns)
+                };
+                if !valid {
+                    return Err(ConfigError::Namespace {
+                        flag,
+                        value: ns.to_string(),
+                    });
+                }
+                if !out.iter().any(|n| n == ns) {
+                    out.push(ns.to_string());
+                }
             }
-            if !namespaces.iter().any(|n| n == ns) {
-                namespaces.push(ns.to_string());
-            }
-        }
-        if namespaces.is_empty() {
+            Ok(out)
+        };
+        let selector = match self.namespace_selector.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => Some(s.parse::<Selector>().map_err(ConfigError::Selector)?),
+            _ => None,
+        };
+        let namespaces = NamespaceSpec {
+            include: names("--namespaces", &self.namespaces)?,
+            exclude: names("--exclude-namespaces", &self.exclude_namespaces)?,
+            selector,
+        };
+        if namespaces.include.is_empty() && namespaces.selector.is_none() {
             return Err(ConfigError::NoNamespaces);
+        }
+        let service_accounts: Vec<String> = self
+            .service_accounts
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(bad) = service_accounts.iter().find(|s| !is_dns_subdomain(s)) {
+            return Err(ConfigError::ServiceAccount(bad.clone()));
         }
         if !is_dns_subdomain(&self.secret_name) {
             return Err(ConfigError::SecretName(self.secret_name));
@@ -441,6 +560,9 @@ impl Cli {
         }
         Ok(Config {
             namespaces,
+            prune: self.prune,
+            service_accounts,
+            timeout: self.timeout,
             secret_name: self.secret_name,
             registries,
             strategy: self.strategy,
@@ -476,7 +598,9 @@ mod tests {
     #[test]
     fn defaults() {
         let c = cli(&["--namespaces", "a,b, c,a"]).unwrap();
-        assert_eq!(c.namespaces, ["a", "b", "c"]);
+        assert_eq!(c.namespaces.include, ["a", "b", "c"]);
+        assert!(c.namespaces.exclude.is_empty() && c.namespaces.selector.is_none());
+        assert!(!c.prune && c.service_accounts.is_empty() && c.timeout.is_none());
         assert_eq!(c.secret_name, "ecr");
         assert_eq!(c.strategy, Strategy::Update);
         assert!(c.registries.is_empty());
@@ -489,7 +613,16 @@ mod tests {
     fn each_bad_flag_is_named() {
         let cases: &[(&[&str], &str)] = &[
             (&["--namespaces", "Team_A"], "--namespaces: 'Team_A'"),
-            (&["--namespaces", ","], "--namespaces is empty"),
+            (&["--namespaces", ","], "no namespaces"),
+            (
+                &["--namespaces", "team-*", "--exclude-namespaces", "Kube_*"],
+                "--exclude-namespaces: 'Kube_*'",
+            ),
+            (&["--namespace-selector", "a in b"], "--namespace-selector"),
+            (
+                &["--namespaces", "a", "--service-accounts", "Default"],
+                "--service-accounts: 'Default'",
+            ),
             (
                 &["--namespaces", "a", "--secret-name", "Ecr"],
                 "--secret-name: 'Ecr'",
@@ -531,6 +664,36 @@ mod tests {
             let err = cli(args).unwrap_err().to_string();
             assert!(err.starts_with(want), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn patterns_selectors_and_durations() {
+        let c = cli(&[
+            "--namespaces",
+            "team-*,web",
+            "--exclude-namespaces",
+            "team-old",
+            "--namespace-selector",
+            "pulls=ecr",
+            "--timeout",
+            "10m",
+        ])
+        .unwrap();
+        assert_eq!(c.namespaces.include, ["team-*", "web"]);
+        assert!(c.namespaces.needs_listing());
+        assert_eq!(c.timeout, Some(std::time::Duration::from_secs(600)));
+        let c = cli(&["--namespace-selector", "pulls=ecr"]).unwrap();
+        assert!(c.namespaces.include.is_empty());
+        assert_eq!(parse_duration("90"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("2h"),
+            Ok(std::time::Duration::from_secs(7200))
+        );
+        assert!(
+            parse_duration("0").is_err()
+                && parse_duration("5d").is_err()
+                && parse_duration("m").is_err()
+        );
     }
 
     #[test]

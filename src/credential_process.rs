@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::config::{ConfigError, CredentialProcessArgs};
+use crate::config::{ConfigError, RolesAnywhereArgs};
 use crate::roles_anywhere::{RaError, RolesAnywhere};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +20,8 @@ pub enum CredentialProcessError {
 }
 
 /// Gets one session and returns the JSON document to print.
-pub async fn run(args: CredentialProcessArgs) -> Result<String, CredentialProcessError> {
+pub async fn run(args: RolesAnywhereArgs) -> Result<String, CredentialProcessError> {
     let settings = args
-        .roles_anywhere
         .into_settings()?
         .ok_or(CredentialProcessError::Missing)?;
     let ra = RolesAnywhere::load(settings)?;

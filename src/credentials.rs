@@ -320,14 +320,23 @@ pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<A
     })
 }
 
-/// The caller's account ID, from STS GetCallerIdentity.
-pub async fn caller_account(sdk: &SdkConfig) -> Result<String, AwsSetupError> {
+/// The caller's account ID and ARN, from STS GetCallerIdentity.
+pub async fn caller_identity(sdk: &SdkConfig) -> Result<(String, String), AwsSetupError> {
     let sts = aws_sdk_sts::Client::new(sdk);
     let out = sts
         .get_caller_identity()
         .send()
         .await
         .map_err(|e| AwsSetupError::CallerIdentity(errors::chain(&e)))?;
-    out.account
-        .ok_or_else(|| AwsSetupError::CallerIdentity("the response has no account ID".into()))
+    match (out.account, out.arn) {
+        (Some(account), arn) => Ok((account, arn.unwrap_or_default())),
+        (None, _) => Err(AwsSetupError::CallerIdentity(
+            "the response has no account ID".into(),
+        )),
+    }
+}
+
+/// The caller's account ID, from STS GetCallerIdentity.
+pub async fn caller_account(sdk: &SdkConfig) -> Result<String, AwsSetupError> {
+    caller_identity(sdk).await.map(|(account, _)| account)
 }

@@ -30,10 +30,18 @@ const CAPPED: &[&str] = &[
     "kube_client",
 ];
 
+/// Crates whose error lines repeat what our own namespace lines already say, better.
+const SILENCED: &[&str] = &["tower_http", "kube_client"];
+
 fn filter() -> EnvFilter {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     for target in CAPPED {
-        if let Ok(d) = format!("{target}=warn").parse::<Directive>() {
+        let level = if SILENCED.contains(target) {
+            "off"
+        } else {
+            "warn"
+        };
+        if let Ok(d) = format!("{target}={level}").parse::<Directive>() {
             filter = filter.add_directive(d);
         }
     }

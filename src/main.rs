@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use ecr_secret_refresher::config::{Cli, Command};
 use ecr_secret_refresher::report::RunStatus;
-use ecr_secret_refresher::{credential_process, logging, refresh};
+use ecr_secret_refresher::{credential_process, doctor, logging, refresh};
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let cli = Cli::parse();
     logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -21,8 +21,8 @@ fn main() -> ExitCode {
             return RunStatus::NothingDone.exit_code();
         }
     };
-    if let Some(Command::CredentialProcess(args)) = cli.command.take() {
-        return match runtime.block_on(credential_process::run(args)) {
+    if let Some(Command::CredentialProcess) = cli.command {
+        return match runtime.block_on(credential_process::run(cli.roles_anywhere.clone())) {
             Ok(json) => {
                 println!("{json}");
                 ExitCode::SUCCESS
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             }
         };
     }
+    let command = cli.command;
     let config = match cli.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -40,5 +41,14 @@ fn main() -> ExitCode {
             return RunStatus::NothingDone.exit_code();
         }
     };
+    if command == Some(Command::Doctor) {
+        let rows = runtime.block_on(doctor::run(&config));
+        print!("{}", doctor::render(&rows));
+        return if doctor::passed(&rows) {
+            ExitCode::SUCCESS
+        } else {
+            RunStatus::SomeFailed.exit_code()
+        };
+    }
     runtime.block_on(refresh::run(&config)).exit_code()
 }

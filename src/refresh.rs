@@ -4,7 +4,7 @@
 //! happens first; the cluster is only written once every token is in hand.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use jiff::{Timestamp, Unit};
@@ -13,13 +13,17 @@ use serde_json::json;
 
 use crate::config::{Config, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::dockerconfig::{RegistryAuth, docker_config_json, redacted_docker_config_json};
+use crate::namespaces::{self, Selection, Target};
 use crate::registry::{Registry, group_by_scope};
-use crate::report::{NamespaceResult, RunStatus, Summary, log_result, log_summary};
+use crate::report::{NamespaceResult, Outcome, RunStatus, Summary, log_result, log_summary};
+use crate::secrets::WriteError;
 use crate::secrets::{
     self, DOCKER_CONFIG_JSON, DOCKER_CONFIG_KEY, DesiredSecret, EXPIRES_AT_ANNOTATION,
     REFRESHED_AT_ANNOTATION, REGISTRIES_ANNOTATION,
 };
-use crate::{cluster, credentials, ecr};
+use crate::service_accounts::{self, SaOutcome};
+use crate::shutdown::Stop;
+use crate::{cluster, credentials, ecr, events, prune};
 
 /// Failures that stop the run before any namespace is written.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,51 @@ pub enum SetupError {
     Ecr(#[from] ecr::EcrError),
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
+    #[error(
+        "cannot list namespaces: {0}. Patterns in --namespaces, --namespace-selector and --prune need `list` on namespaces; name the namespaces exactly to do without"
+    )]
+    ListNamespaces(String),
+}
+
+/// Everything a run needs from AWS, obtained before the cluster is touched.
+pub struct Tokens {
+    pub auths: Vec<RegistryAuth>,
+    pub expires_at: Option<Timestamp>,
+    /// How many GetAuthorizationToken calls were made.
+    pub calls: usize,
+}
+
+/// Credentials, the registry list, and one token per region.
+pub async fn tokens(config: &Config) -> Result<Tokens, SetupError> {
+    let hint = config.registries.first().map(|r| r.region.as_str());
+    let aws = credentials::load(&config.aws, hint).await?;
+    tracing::info!(source = aws.source, "AWS credentials found");
+    let registries = if config.registries.is_empty() {
+        let account = credentials::caller_account(&aws.sdk).await?;
+        let region = aws.sdk.region().map(|r| r.to_string()).unwrap_or_default();
+        vec![Registry::for_account(&account, &region, config.aws.fips)?]
+    } else {
+        config.registries.clone()
+    };
+    let scopes = group_by_scope(&registries);
+    let (auths, expires_at) = ecr::registry_auths(&aws.sdk, &scopes).await?;
+    Ok(Tokens {
+        auths,
+        expires_at,
+        calls: scopes.len(),
+    })
+}
+
+/// The namespaces to write, listing the cluster's only when patterns, a selector or pruning need it.
+pub async fn select_namespaces(client: &Client, config: &Config) -> Result<Selection, SetupError> {
+    let spec = &config.namespaces;
+    if !spec.needs_listing() && !config.prune {
+        return Ok(spec.select(None));
+    }
+    let listed = namespaces::list(client.clone())
+        .await
+        .map_err(|e| SetupError::ListNamespaces(secrets::describe(&e)))?;
+    Ok(spec.select(Some(&listed)))
 }
 
 /// Runs the whole pipeline and returns how it ended. Errors are logged here.
@@ -48,36 +97,73 @@ pub async fn run(config: &Config) -> RunStatus {
 }
 
 async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, SetupError> {
-    let hint = config.registries.first().map(|r| r.region.as_str());
-    let aws = credentials::load(&config.aws, hint).await?;
-    tracing::info!(source = aws.source, "AWS credentials found");
+    let stop = Stop::default();
+    let _armed = stop.arm(config.timeout);
+    let tokens = tokens(config).await?;
+    let hosts: Vec<&str> = tokens.auths.iter().map(|a| a.host.as_str()).collect();
+    let hosts = hosts.join(",");
+    tracing::info!(registries = %hosts, token_calls = tokens.calls, "ECR tokens obtained");
 
-    let registries = if config.registries.is_empty() {
-        let account = credentials::caller_account(&aws.sdk).await?;
-        let region = aws.sdk.region().map(|r| r.to_string()).unwrap_or_default();
-        vec![Registry::for_account(&account, &region, config.aws.fips)?]
+    let annotations = annotations(&tokens.auths, tokens.expires_at);
+    // Dry runs that name every namespace exactly need no cluster at all.
+    let needs_cluster = !config.dry_run || config.namespaces.needs_listing();
+    let client = if needs_cluster {
+        Some(cluster::client(&config.kube).await?)
     } else {
-        config.registries.clone()
+        None
     };
-    let scopes = group_by_scope(&registries);
-    let (auths, expires_at) = ecr::registry_auths(&aws.sdk, &scopes).await?;
-    let hosts: Vec<&str> = auths.iter().map(|a| a.host.as_str()).collect();
-    tracing::info!(registries = %hosts.join(","), token_calls = scopes.len(), "ECR tokens obtained");
-
-    let annotations = annotations(&auths, expires_at);
+    let selection = match &client {
+        Some(c) if !config.dry_run || config.namespaces.needs_listing() => {
+            select_namespaces(c, config).await?
+        }
+        _ => config.namespaces.select(None),
+    };
+    for (ns, why) in &selection.skipped {
+        tracing::info!(namespace = %ns, outcome = %"skipped", reason = %why, "skipped");
+    }
     if config.dry_run {
-        print_dry_run(config, &auths, &annotations);
+        print_dry_run(config, &selection.targets, &tokens.auths, &annotations);
         return Ok(RunStatus::Refreshed);
     }
+    let Some(client) = client else {
+        return Ok(RunStatus::NothingDone);
+    };
     let desired = DesiredSecret::new(
         &config.secret_name,
-        docker_config_json(&auths).expose().as_bytes(),
+        docker_config_json(&tokens.auths).expose().as_bytes(),
         annotations,
     );
-    let client = cluster::client(&config.kube).await?;
-    let results = write_all(client, config, &desired).await;
-    let summary = Summary::of(&results);
-    log_summary(&summary, expires_at, started.elapsed());
+    let mut results: Vec<NamespaceResult> = selection
+        .missing
+        .iter()
+        .map(|ns| NamespaceResult {
+            namespace: ns.clone(),
+            outcome: Outcome::Failed(WriteError::NoNamespace),
+            elapsed: Duration::ZERO,
+        })
+        .collect();
+    for r in &results {
+        log_result(r, desired.name(), &hosts);
+    }
+    let ctx = Context {
+        client: client.clone(),
+        config,
+        desired: &desired,
+        stop: &stop,
+        hosts: &hosts,
+    };
+    results.extend(write_all(&ctx, &selection.targets).await);
+    let mut summary = Summary::of(&results);
+    if config.prune && stop.reason().is_none() {
+        summary.prune_failed = prune::prune(
+            client,
+            &selection.unselected,
+            &config.secret_name,
+            config.concurrency,
+        )
+        .await;
+    }
+    log_summary(&summary, tokens.expires_at, started.elapsed());
     Ok(summary.status())
 }
 
@@ -96,31 +182,79 @@ fn annotations(auths: &[RegistryAuth], expires_at: Option<Timestamp>) -> BTreeMa
     a
 }
 
-/// Writes every namespace, at most `concurrency` at a time; one namespace's failure never stops
-/// the others. Results come back in the order the namespaces were given.
-async fn write_all(
+/// What every namespace worker shares.
+struct Context<'a> {
     client: Client,
-    config: &Config,
-    desired: &DesiredSecret,
-) -> Vec<NamespaceResult> {
+    config: &'a Config,
+    desired: &'a DesiredSecret,
+    stop: &'a Stop,
+    hosts: &'a str,
+}
+
+/// One namespace: the Secret, then the ServiceAccounts; an Event when it fails.
+async fn refresh_namespace(ctx: &Context<'_>, target: &Target) -> Outcome {
+    if let Some(reason) = ctx.stop.reason() {
+        return Outcome::NotStarted(reason);
+    }
+    let written = secrets::write(
+        ctx.client.clone(),
+        &target.name,
+        ctx.desired,
+        ctx.config.strategy,
+        ctx.config.force,
+    )
+    .await;
+    let action = match written {
+        Ok(action) => action,
+        Err(WriteError::Terminating) => return Outcome::Skipped("namespace is terminating".into()),
+        // Listed a moment ago, gone now: nothing left to refresh.
+        Err(WriteError::NoNamespace) if !target.exact => {
+            return Outcome::Skipped("namespace was deleted during the run".into());
+        }
+        Err(e) => return Outcome::Failed(e),
+    };
+    let mut notes = Vec::new();
+    for sa in &ctx.config.service_accounts {
+        match service_accounts::ensure(ctx.client.clone(), &target.name, sa, ctx.desired.name())
+            .await
+        {
+            Ok(SaOutcome::Added) => notes.push(format!("added to ServiceAccount {sa}")),
+            Ok(SaOutcome::AlreadyListed) => {}
+            Ok(SaOutcome::Missing) => notes.push(format!("ServiceAccount {sa} not found")),
+            Err(e) => return Outcome::Failed(WriteError::ServiceAccount(e)),
+        }
+    }
+    Outcome::Refreshed { action, notes }
+}
+
+/// Writes every namespace, at most `concurrency` at a time; one namespace's failure never stops
+/// the others. Results come back in the order of the targets.
+async fn write_all(ctx: &Context<'_>, targets: &[Target]) -> Vec<NamespaceResult> {
     let mut results: Vec<(usize, NamespaceResult)> =
-        futures::stream::iter(config.namespaces.iter().enumerate())
-            .map(|(i, ns)| {
-                let client = client.clone();
-                async move {
-                    let started = Instant::now();
-                    let result =
-                        secrets::write(client, ns, desired, config.strategy, config.force).await;
-                    let r = NamespaceResult {
-                        namespace: ns.clone(),
-                        result,
-                        elapsed: started.elapsed(),
-                    };
-                    log_result(&r, desired.name());
-                    (i, r)
+        futures::stream::iter(targets.iter().enumerate())
+            .map(|(i, target)| async move {
+                let started = Instant::now();
+                let outcome = refresh_namespace(ctx, target).await;
+                if let Outcome::Failed(e) = &outcome
+                    && !matches!(e, WriteError::NoNamespace)
+                {
+                    events::refresh_failed(
+                        ctx.client.clone(),
+                        &target.name,
+                        ctx.desired.name(),
+                        &e.to_string(),
+                    )
+                    .await;
                 }
+                let r = NamespaceResult {
+                    namespace: target.name.clone(),
+                    outcome,
+                    elapsed: started.elapsed(),
+                };
+                log_result(&r, ctx.desired.name(), ctx.hosts);
+                (i, r)
             })
-            .buffer_unordered(config.concurrency)
+            .buffer_unordered(ctx.config.concurrency)
             .collect()
             .await;
     results.sort_by_key(|(i, _)| *i);
@@ -128,12 +262,17 @@ async fn write_all(
 }
 
 /// Prints the Secrets that would be written, as a `v1 List`, with passwords redacted.
-fn print_dry_run(config: &Config, auths: &[RegistryAuth], annotations: &BTreeMap<String, String>) {
+fn print_dry_run(
+    config: &Config,
+    targets: &[Target],
+    auths: &[RegistryAuth],
+    annotations: &BTreeMap<String, String>,
+) {
     let redacted = redacted_docker_config_json(auths);
-    let items: Vec<serde_json::Value> = config
-        .namespaces
+    let items: Vec<serde_json::Value> = targets
         .iter()
-        .map(|ns| {
+        .map(|t| {
+            let ns = &t.name;
             json!({
                 "apiVersion": "v1",
                 "kind": "Secret",
@@ -153,8 +292,5 @@ fn print_dry_run(config: &Config, auths: &[RegistryAuth], annotations: &BTreeMap
         "{}",
         serde_json::to_string_pretty(&list).unwrap_or_default()
     );
-    tracing::info!(
-        namespaces = config.namespaces.len(),
-        "dry run: nothing was written"
-    );
+    tracing::info!(namespaces = targets.len(), "dry run: nothing was written");
 }

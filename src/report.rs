@@ -6,12 +6,26 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::secrets::{Action, WriteError};
+use crate::shutdown;
 
 /// What happened in one namespace.
 #[derive(Debug)]
+pub enum Outcome {
+    Refreshed {
+        action: Action,
+        notes: Vec<String>,
+    },
+    /// Passed over on purpose (terminating, gone since it was listed).
+    Skipped(String),
+    Failed(WriteError),
+    /// Not attempted: the run was stopped first.
+    NotStarted(shutdown::Reason),
+}
+
+#[derive(Debug)]
 pub struct NamespaceResult {
     pub namespace: String,
-    pub result: Result<Action, WriteError>,
+    pub outcome: Outcome,
     pub elapsed: Duration,
 }
 
@@ -41,17 +55,23 @@ impl RunStatus {
 pub struct Summary {
     pub refreshed: usize,
     pub failed: usize,
+    pub skipped: usize,
+    pub not_started: usize,
     /// Namespaces that had a Secret before the run and have none now.
     pub lost: usize,
+    /// Namespaces where pruning failed.
+    pub prune_failed: usize,
 }
 
 impl Summary {
     pub fn of(results: &[NamespaceResult]) -> Summary {
         let mut s = Summary::default();
         for r in results {
-            match &r.result {
-                Ok(_) => s.refreshed += 1,
-                Err(e) => {
+            match &r.outcome {
+                Outcome::Refreshed { .. } => s.refreshed += 1,
+                Outcome::Skipped(_) => s.skipped += 1,
+                Outcome::NotStarted(_) => s.not_started += 1,
+                Outcome::Failed(e) => {
                     s.failed += 1;
                     if e.lost_secret() {
                         s.lost += 1;
@@ -63,7 +83,7 @@ impl Summary {
     }
 
     pub fn status(&self) -> RunStatus {
-        if self.failed == 0 {
+        if self.failed + self.not_started + self.prune_failed == 0 {
             RunStatus::Refreshed
         } else {
             RunStatus::SomeFailed
@@ -72,45 +92,61 @@ impl Summary {
 }
 
 /// Logs one namespace's line as soon as it is known.
-pub fn log_result(r: &NamespaceResult, secret: &str) {
+pub fn log_result(r: &NamespaceResult, secret: &str, registries: &str) {
     let ms = r.elapsed.as_millis() as u64;
-    match &r.result {
-        Ok(action) => tracing::info!(
-            namespace = %r.namespace, secret, outcome = action.as_str(), duration_ms = ms,
-            "refreshed"
+    let ns = r.namespace.as_str();
+    match &r.outcome {
+        Outcome::Refreshed { action, notes } if notes.is_empty() => tracing::info!(
+            namespace = %ns, secret = %secret, registries = %registries, outcome = %action.as_str(), duration_ms = ms, "refreshed"
         ),
-        Err(e) if e.lost_secret() => tracing::error!(
-            namespace = %r.namespace, secret, outcome = "lost", duration_ms = ms, error = %e,
+        Outcome::Refreshed { action, notes } => tracing::info!(
+            namespace = %ns, secret = %secret, registries = %registries, outcome = %action.as_str(), duration_ms = ms,
+            notes = %notes.join("; "), "refreshed"
+        ),
+        Outcome::Skipped(why) => tracing::info!(
+            namespace = %ns, secret = %secret, outcome = %"skipped", duration_ms = ms, reason = %why, "skipped"
+        ),
+        Outcome::NotStarted(reason) => tracing::warn!(
+            namespace = %ns, secret = %secret, outcome = %"not-started", reason = %reason.as_str(), "not refreshed"
+        ),
+        Outcome::Failed(e) if e.lost_secret() => tracing::error!(
+            namespace = %ns, secret = %secret, registries = %registries, outcome = %"lost", duration_ms = ms, error = %e,
             "FAILED AND LEFT WITHOUT SECRET"
         ),
-        Err(e) => tracing::error!(
-            namespace = %r.namespace, secret, outcome = "failed", duration_ms = ms, error = %e,
-            "failed"
+        Outcome::Failed(e) => tracing::error!(
+            namespace = %ns, secret = %secret, registries = %registries, outcome = %"failed", duration_ms = ms, error = %e, "failed"
         ),
     }
 }
 
-/// Logs the summary: counts, and when the written passwords expire.
+/// Logs the summary: counts, and the earliest expiry among the written passwords.
 pub fn log_summary(s: &Summary, expires_at: Option<Timestamp>, elapsed: Duration) {
     let expires = expires_at
         .map(|t| t.to_string())
         .unwrap_or_else(|| "unknown".into());
     let ms = elapsed.as_millis() as u64;
+    let counts = format!(
+        "{} refreshed, {} failed, {} skipped, {} not started",
+        s.refreshed, s.failed, s.skipped, s.not_started
+    );
     if s.lost > 0 {
         tracing::error!(
-            refreshed = s.refreshed, failed = s.failed, lost = s.lost, expires_at = %expires, duration_ms = ms,
-            "summary: {} namespace(s) are now WITHOUT their pull secret; see the lines above",
+            refreshed = s.refreshed, failed = s.failed, skipped = s.skipped, not_started = s.not_started,
+            lost = s.lost, expires_at = %expires, duration_ms = ms,
+            "summary: {counts}; {} namespace(s) are now WITHOUT their pull secret, see the lines above",
             s.lost
         );
-    } else if s.failed > 0 {
+    } else if s.status() != RunStatus::Refreshed {
         tracing::warn!(
-            refreshed = s.refreshed, failed = s.failed, expires_at = %expires, duration_ms = ms,
-            "summary: {} refreshed, {} failed", s.refreshed, s.failed
+            refreshed = s.refreshed, failed = s.failed, skipped = s.skipped, not_started = s.not_started,
+            prune_failed = s.prune_failed, expires_at = %expires, duration_ms = ms,
+            "summary: {counts}; earliest expiry {expires}"
         );
     } else {
         tracing::info!(
-            refreshed = s.refreshed, failed = 0, expires_at = %expires, duration_ms = ms,
-            "summary: {} refreshed; passwords expire at {expires}", s.refreshed
+            refreshed = s.refreshed, failed = 0, skipped = s.skipped, not_started = 0,
+            expires_at = %expires, duration_ms = ms,
+            "summary: {counts}; earliest expiry {expires}"
         );
     }
 }
@@ -119,35 +155,38 @@ pub fn log_summary(s: &Summary, expires_at: Option<Timestamp>, elapsed: Duration
 mod tests {
     use super::*;
 
-    fn r(result: Result<Action, WriteError>) -> NamespaceResult {
+    fn r(outcome: Outcome) -> NamespaceResult {
         NamespaceResult {
             namespace: "n".into(),
-            result,
+            outcome,
             elapsed: Duration::ZERO,
+        }
+    }
+
+    fn ok() -> Outcome {
+        Outcome::Refreshed {
+            action: Action::Updated,
+            notes: vec![],
         }
     }
 
     #[test]
     fn counts_and_status() {
-        let all_ok = [r(Ok(Action::Created)), r(Ok(Action::Updated))];
+        let all_ok = [r(ok()), r(Outcome::Skipped("terminating".into()))];
         assert_eq!(Summary::of(&all_ok).status(), RunStatus::Refreshed);
         let mixed = [
-            r(Ok(Action::Updated)),
-            r(Err(WriteError::NoNamespace)),
-            r(Err(WriteError::LeftWithoutSecret {
+            r(ok()),
+            r(Outcome::Failed(WriteError::NoNamespace)),
+            r(Outcome::Failed(WriteError::LeftWithoutSecret {
                 create: "c".into(),
                 restore: "r".into(),
             })),
+            r(Outcome::NotStarted(shutdown::Reason::Signal)),
         ];
         let s = Summary::of(&mixed);
-        assert_eq!(
-            s,
-            Summary {
-                refreshed: 1,
-                failed: 2,
-                lost: 1
-            }
-        );
+        assert_eq!((s.refreshed, s.failed, s.lost, s.not_started), (1, 2, 1, 1));
         assert_eq!(s.status(), RunStatus::SomeFailed);
+        let stopped = [r(ok()), r(Outcome::NotStarted(shutdown::Reason::Deadline))];
+        assert_eq!(Summary::of(&stopped).status(), RunStatus::SomeFailed);
     }
 }

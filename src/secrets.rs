@@ -131,6 +131,10 @@ pub enum WriteError {
     Foreign { name: String, owner: String },
     #[error("namespace does not exist: create it, or remove it from --namespaces")]
     NoNamespace,
+    #[error("namespace is terminating; skipped")]
+    Terminating,
+    #[error("the Secret was refreshed, but {0}")]
+    ServiceAccount(String),
     #[error("{op} Secret '{name}' failed: {message}")]
     Api {
         op: &'static str,
@@ -161,11 +165,11 @@ fn status_of(err: &kube::Error) -> Option<&kube::core::Status> {
     }
 }
 
-fn code_of(err: &kube::Error) -> Option<u16> {
+pub(crate) fn code_of(err: &kube::Error) -> Option<u16> {
     status_of(err).map(|s| s.code)
 }
 
-fn describe(err: &kube::Error) -> String {
+pub(crate) fn describe(err: &kube::Error) -> String {
     match status_of(err) {
         Some(s) if !s.reason.is_empty() => format!("{} ({}, HTTP {})", s.message, s.reason, s.code),
         Some(s) => format!("{} (HTTP {})", s.message, s.code),
@@ -181,8 +185,25 @@ fn is_transient(err: &kube::Error) -> bool {
     }
 }
 
-/// Runs a request, trying it again with backoff while it fails for a passing reason.
-async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
+/// How long to wait before attempt `attempt + 1`: the server's `Retry-After` when it gave one
+/// (429 carries it in the Status details), else exponential backoff; plus up to 25% jitter so
+/// that many namespaces throttled together do not come back together.
+fn backoff(err: &kube::Error, attempt: u32) -> Duration {
+    let asked = status_of(err)
+        .and_then(|s| s.details.as_ref())
+        .map(|d| d.retry_after_seconds)
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(u64::from(s).min(30)));
+    let base = asked.unwrap_or_else(|| Duration::from_millis(100 * 2u64.pow(attempt)));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+/// Runs a request, trying it again while it fails for a passing reason (429, 5xx, no connection).
+pub(crate) async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
@@ -191,7 +212,7 @@ where
     loop {
         match call().await {
             Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
-                tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
+                tokio::time::sleep(backoff(&e, attempt)).await;
                 attempt += 1;
             }
             other => return other,
@@ -251,6 +272,18 @@ impl Writer<'_> {
     }
 
     async fn update(&self) -> Result<Action, WriteError> {
+        match self.update_once().await {
+            // Created by someone else between our patch and our create: patch it now.
+            Err(WriteError::Api {
+                op: "create",
+                message,
+                ..
+            }) if message.contains("AlreadyExists") => self.update_once().await,
+            other => other,
+        }
+    }
+
+    async fn update_once(&self) -> Result<Action, WriteError> {
         let patch = Patch::Json::<()>(self.desired.patch.clone());
         let params = PatchParams::default();
         let patched = retrying(|| self.api.patch(&self.desired.name, &params, &patch)).await;
@@ -335,6 +368,7 @@ impl Writer<'_> {
         match retrying(|| self.api.create(&params, &object)).await {
             Ok(_) => Ok(()),
             Err(e) if is_namespace_missing(&e) => Err(WriteError::NoNamespace),
+            Err(e) if is_namespace_terminating(&e) => Err(WriteError::Terminating),
             Err(e) => Err(self.api_error("create", &e)),
         }
     }
@@ -377,6 +411,12 @@ impl Writer<'_> {
 /// A Secret's `type` cannot change and an `immutable` one cannot be edited: both need a new object.
 fn needs_recreate(existing: &Secret) -> bool {
     existing.type_.as_deref() != Some(DOCKER_CONFIG_JSON) || existing.immutable == Some(true)
+}
+
+/// The API server refuses new objects in a namespace being deleted with this 403.
+fn is_namespace_terminating(err: &kube::Error) -> bool {
+    status_of(err)
+        .is_some_and(|s| s.code == 403 && s.message.contains("because it is being terminated"))
 }
 
 /// The API server answers a create in a missing namespace with 404 on `namespaces`.

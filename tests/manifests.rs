@@ -77,17 +77,24 @@ fn granted(rules: &[Rule]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Drives every write path: create, in-place patch, replace of a Secret missing our
-/// annotations, recreate of a Secret of another type, and the recreate strategy.
-async fn exercise(h: &Harness, namespaces: &str) {
+/// Drives every path that makes a request: create, in-place patch, replace of a Secret
+/// missing our annotations, recreate of a Secret of another type, the recreate strategy, a
+/// failure (which records an Event) and its --force fix, and, where `listing` is granted, a
+/// namespace pattern.
+async fn exercise(h: &Harness, namespaces: &str, listing: bool, extra: &[&str]) {
     let first_ns = namespaces.split(',').next().unwrap();
-    let runs: Vec<Vec<&str>> = vec![
-        vec!["--namespaces", namespaces],
-        vec!["--namespaces", namespaces],
-        vec!["--namespaces", namespaces, "--strategy", "recreate"],
-    ];
-    for (i, args) in runs.iter().enumerate() {
-        let run = h.run(args).await;
+    let with = |args: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = vec!["--namespaces".into(), namespaces.into()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    for (i, args) in [with(&[]), with(&[]), with(&["--strategy", "recreate"])]
+        .iter()
+        .enumerate()
+    {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = h.run(&refs).await;
         assert_eq!(run.code, 0, "run {i}: {}", run.stderr);
     }
     let mut s = h.secret(first_ns, "ecr").unwrap();
@@ -99,6 +106,23 @@ async fn exercise(h: &Harness, namespaces: &str) {
     h.kube.put("secrets", first_ns, s);
     let run = h.run(&["--namespaces", first_ns]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
+    h.kube
+        .put("secrets", first_ns, foreign_secret(first_ns, "ecr"));
+    let run = h.run(&["--namespaces", first_ns]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        h.kube
+            .list("events", first_ns)
+            .iter()
+            .any(|e| e["reason"] == "RefreshFailed"),
+        "an Event was recorded"
+    );
+    let run = h.run(&["--namespaces", first_ns, "--force"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    if listing {
+        let run = h.run(&["--namespaces", "team-*"]).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
 }
 
 fn used(h: &Harness) -> BTreeSet<(String, String)> {
@@ -124,7 +148,7 @@ async fn cluster_role_grants_exactly_what_the_refresher_uses() {
     }
     let h = Harness::new(&["team-a", "team-b"]).await;
     h.kube.enforce_rules(rules.clone());
-    exercise(&h, "team-a,team-b").await;
+    exercise(&h, "team-a,team-b", true, &[]).await;
     let denied: Vec<_> = h
         .kube
         .requests()
@@ -184,7 +208,7 @@ async fn namespaced_roles_work_only_where_they_are_bound() {
 
     let h = Harness::new(&["team-a", "team-b", "team-c"]).await;
     h.kube.enforce_rules(rules.clone());
-    exercise(&h, "team-a,team-b").await;
+    exercise(&h, "team-a,team-b", false, &[]).await;
     assert_eq!(used(&h), granted(&rules));
     // A namespace without a Role is refused and reported; the others are still refreshed.
     let run = h.run(&["--namespaces", "team-a,team-c"]).await;
@@ -192,7 +216,7 @@ async fn namespaced_roles_work_only_where_they_are_bound() {
     let line = run
         .stderr
         .lines()
-        .find(|l| l.contains("namespace=team-c"))
+        .find(|l| l.contains("namespace=team-c") && l.contains("outcome=failed"))
         .unwrap();
     assert!(line.contains("Forbidden"), "{line}");
     assert!(h.secret("team-c", "ecr").is_none());
@@ -222,4 +246,42 @@ fn every_configured_variable_is_a_flag_of_the_binary() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_accounts_component_grants_what_patching_uses() {
+    // The cluster overlay plus the component, as a user's own overlay would combine them.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("overlay-service-accounts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let up = "../".repeat(
+        dir.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap()
+            .components()
+            .count(),
+    );
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {up}manifests/overlays/cluster\ncomponents:\n  - {up}manifests/components/service-accounts\n"),
+    )
+    .unwrap();
+    let objects = render_dir(&dir);
+    let cm = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    let sas = cm["data"]["ECR_REFRESHER_SERVICE_ACCOUNTS"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rules = rules_of(&objects);
+    let h = Harness::new(&["team-a", "team-b"]).await;
+    h.kube.enforce_rules(rules.clone());
+    exercise(&h, "team-a,team-b", true, &["--service-accounts", &sas]).await;
+    let denied: Vec<_> = h
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 403)
+        .collect();
+    assert!(denied.is_empty(), "the shipped rules refused {denied:?}");
+    assert_eq!(used(&h), granted(&rules));
+    let sa = h.kube.get("serviceaccounts", "team-b", "default").unwrap();
+    assert_eq!(sa["imagePullSecrets"], json!([{"name": "ecr"}]));
 }

@@ -196,6 +196,12 @@ pub fn render(overlay: &str) -> Vec<Value> {
         "{}/manifests/overlays/{overlay}",
         env!("CARGO_MANIFEST_DIR")
     );
+    render_dir(std::path::Path::new(&dir))
+}
+
+/// The objects `kubectl kustomize` renders for a kustomization directory.
+pub fn render_dir(dir: &std::path::Path) -> Vec<Value> {
+    let dir = dir.display().to_string();
     let out = std::process::Command::new("kubectl")
         .args(["kustomize", &dir])
         .output()

@@ -188,10 +188,20 @@ impl FakeKube {
             "metadata": {"name": name, "labels": labels},
             "status": {"phase": "Active"}
         });
-        self.state()
-            .store
+        let mut st = self.state();
+        st.store
             .insert_raw("namespaces", "", obj)
             .expect("seeding a namespace");
+        // The service account controller gives every namespace a `default` ServiceAccount.
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": name}});
+        st.store
+            .insert_raw("serviceaccounts", name, sa)
+            .expect("seeding a ServiceAccount");
+    }
+
+    /// Removes one object, as if someone deleted it.
+    pub fn delete(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.state().store.remove(resource, namespace, name)
     }
 
     /// Marks a namespace as being deleted: it stays readable but refuses new objects.

@@ -1,0 +1,382 @@
+//! `doctor`: checks, without changing anything, everything a refresh with the same flags
+//! needs, and prints one row per check with a fix for each failure.
+
+use std::fmt::Write as _;
+
+use futures::StreamExt;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+use crate::config::{Config, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
+use crate::registry::{Registry, group_by_scope};
+use crate::secrets::{EXPIRES_AT_ANNOTATION, describe};
+use crate::{cluster, credentials, ecr, refresh};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One row of the report.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    /// What to do about a failure or warning.
+    pub fix: String,
+}
+
+fn row(
+    name: impl Into<String>,
+    status: Status,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Check {
+    Check {
+        name: name.into(),
+        status,
+        detail: detail.into(),
+        fix: fix.into(),
+    }
+}
+
+/// The (verb, resource, named) permissions a refresh with `config` uses in a namespace.
+pub fn needed_permissions(config: &Config) -> Vec<(&'static str, &'static str, bool)> {
+    let mut p = match config.strategy {
+        Strategy::Update => vec![
+            ("patch", "secrets", true),
+            ("create", "secrets", false),
+            ("get", "secrets", true),
+            ("update", "secrets", true),
+            ("delete", "secrets", true),
+        ],
+        Strategy::Recreate => vec![
+            ("get", "secrets", true),
+            ("delete", "secrets", true),
+            ("create", "secrets", false),
+        ],
+    };
+    p.push(("create", "events", false));
+    if !config.service_accounts.is_empty() {
+        p.push(("get", "serviceaccounts", true));
+        p.push(("patch", "serviceaccounts", true));
+    }
+    p
+}
+
+async fn allowed(
+    client: &Client,
+    namespace: &str,
+    verb: &str,
+    resource: &str,
+    name: Option<&str>,
+) -> Result<bool, String> {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+                verb: Some(verb.into()),
+                resource: Some(resource.into()),
+                name: name.map(String::from),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let answer = api
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
+    let hint = config.registries.first().map(|r| r.region.as_str());
+    let aws = match credentials::load(&config.aws, hint).await {
+        Ok(aws) => {
+            rows.push(row("AWS credentials", Status::Ok, aws.source, ""));
+            aws
+        }
+        Err(e) => {
+            rows.push(row(
+                "AWS credentials",
+                Status::Fail,
+                e.to_string(),
+                "set up one of the listed sources, or pick one with --credentials-source",
+            ));
+            return;
+        }
+    };
+    let identity = credentials::caller_identity(&aws.sdk).await;
+    let registries = match (&identity, config.registries.is_empty()) {
+        (Ok((account, arn)), empty) => {
+            rows.push(row("AWS identity", Status::Ok, arn.clone(), ""));
+            if empty {
+                let region = aws.sdk.region().map(|r| r.to_string()).unwrap_or_default();
+                Registry::for_account(account, &region, config.aws.fips)
+                    .map(|r| vec![r])
+                    .unwrap_or_default()
+            } else {
+                config.registries.clone()
+            }
+        }
+        (Err(e), true) => {
+            rows.push(row(
+                "AWS identity",
+                Status::Fail,
+                e.to_string(),
+                "allow sts:GetCallerIdentity, or name the registries with --registries",
+            ));
+            return;
+        }
+        (Err(e), false) => {
+            rows.push(row(
+                "AWS identity",
+                Status::Warn,
+                e.to_string(),
+                "not needed with --registries; fine to ignore",
+            ));
+            config.registries.clone()
+        }
+    };
+    for scope in group_by_scope(&registries) {
+        let name = format!(
+            "ECR token {}{}",
+            scope.region,
+            if scope.fips { " (FIPS)" } else { "" }
+        );
+        match ecr::registry_auths(&aws.sdk, std::slice::from_ref(&scope)).await {
+            Ok((_, expires)) => {
+                let hosts: Vec<&str> = scope.registries.iter().map(|r| r.host.as_str()).collect();
+                let when = expires.map(|t| format!(", expires {t}")).unwrap_or_default();
+                rows.push(row(name, Status::Ok, format!("{}{when}", hosts.join(",")), ""));
+            }
+            Err(e) => rows.push(row(name, Status::Fail, e.to_string(), "allow ecr:GetAuthorizationToken (and pull actions on the repositories) for this identity")),
+        }
+    }
+}
+
+async fn namespace_rows(client: &Client, config: &Config, namespace: &str) -> Vec<Check> {
+    let mut rows = Vec::new();
+    let mut denied = Vec::new();
+    for (verb, resource, named) in needed_permissions(config) {
+        let name = if !named {
+            None
+        } else if resource == "secrets" {
+            Some(config.secret_name.as_str())
+        } else {
+            config.service_accounts.first().map(String::as_str)
+        };
+        match allowed(client, namespace, verb, resource, name).await {
+            Ok(true) => {}
+            Ok(false) => denied.push(format!("{verb} {resource}")),
+            Err(e) => denied.push(format!("{verb} {resource} (review failed: {e})")),
+        }
+    }
+    let rbac = format!("RBAC in {namespace}");
+    if denied.is_empty() {
+        rows.push(row(
+            rbac,
+            Status::Ok,
+            "every verb the refresh uses is allowed",
+            "",
+        ));
+    } else {
+        rows.push(row(rbac, Status::Fail, format!("denied: {}", denied.join(", ")), "grant them to the refresher's ServiceAccount (manifests/rbac), e.g. kubectl apply -k manifests/overlays/cluster"));
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let name = format!("Secret {namespace}/{}", config.secret_name);
+    match api.get_opt(&config.secret_name).await {
+        Ok(None) => rows.push(row(name, Status::Ok, "none yet: a refresh creates it", "")),
+        Ok(Some(s)) => {
+            let owner = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .cloned();
+            let expires = s
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(EXPIRES_AT_ANNOTATION))
+                .cloned();
+            if owner.as_deref() == Some(MANAGED_BY_VALUE) {
+                let stale = expires
+                    .as_deref()
+                    .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+                    .is_some_and(|t| t < jiff::Timestamp::now());
+                let detail = format!(
+                    "ours, expires {}",
+                    expires.unwrap_or_else(|| "at an unknown time".into())
+                );
+                if stale {
+                    rows.push(row(
+                        name,
+                        Status::Warn,
+                        detail + " (expired)",
+                        "run a refresh; check the CronJob's last runs",
+                    ));
+                } else {
+                    rows.push(row(name, Status::Ok, detail, ""));
+                }
+            } else if config.force {
+                rows.push(row(
+                    name,
+                    Status::Warn,
+                    format!(
+                        "not ours ({MANAGED_BY_LABEL}={}); --force takes it over",
+                        owner.unwrap_or_else(|| "<none>".into())
+                    ),
+                    "",
+                ));
+            } else {
+                rows.push(row(
+                    name,
+                    Status::Fail,
+                    format!(
+                        "not ours ({MANAGED_BY_LABEL}={})",
+                        owner.unwrap_or_else(|| "<none>".into())
+                    ),
+                    "pass --force to take it over, or pick another --secret-name",
+                ));
+            }
+        }
+        Err(e) => rows.push(row(
+            name,
+            Status::Fail,
+            describe(&e),
+            "allow get on this Secret",
+        )),
+    }
+    rows
+}
+
+async fn cluster_checks(config: &Config, rows: &mut Vec<Check>) {
+    let client = match cluster::client(&config.kube).await {
+        Ok(c) => c,
+        Err(e) => {
+            rows.push(row(
+                "Kubernetes config",
+                Status::Fail,
+                e.to_string(),
+                "check --kubeconfig, --context or KUBECONFIG",
+            ));
+            return;
+        }
+    };
+    match client.apiserver_version().await {
+        Ok(v) => rows.push(row(
+            "Kubernetes API",
+            Status::Ok,
+            format!("{} ({}.{})", v.git_version, v.major, v.minor),
+            "",
+        )),
+        Err(e) => {
+            rows.push(row("Kubernetes API", Status::Fail, describe(&e), "check that the API server is reachable and the credentials in the kubeconfig are valid"));
+            return;
+        }
+    }
+    let selection = match refresh::select_namespaces(&client, config).await {
+        Ok(s) => s,
+        Err(e) => {
+            rows.push(row(
+                "Namespaces",
+                Status::Fail,
+                e.to_string(),
+                "grant list on namespaces, or name the namespaces exactly",
+            ));
+            return;
+        }
+    };
+    let mut detail = format!("{} selected", selection.targets.len());
+    if !selection.skipped.is_empty() {
+        let _ = write!(detail, ", {} skipped", selection.skipped.len());
+    }
+    if selection.missing.is_empty() {
+        rows.push(row("Namespaces", Status::Ok, detail, ""));
+    } else {
+        rows.push(row(
+            "Namespaces",
+            Status::Fail,
+            format!("{detail}; missing: {}", selection.missing.join(", ")),
+            "create them, or remove them from --namespaces",
+        ));
+    }
+    let per_ns: Vec<Vec<Check>> = futures::stream::iter(selection.targets.iter())
+        .map(|t| namespace_rows(&client, config, &t.name))
+        .buffered(config.concurrency)
+        .collect()
+        .await;
+    rows.extend(per_ns.into_iter().flatten());
+}
+
+/// Runs every check. The AWS and cluster halves are independent: both always run.
+pub async fn run(config: &Config) -> Vec<Check> {
+    let mut rows = Vec::new();
+    aws_checks(config, &mut rows).await;
+    cluster_checks(config, &mut rows).await;
+    rows
+}
+
+/// The report as a table, with the fix under each row that needs one.
+pub fn render(rows: &[Check]) -> String {
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(5).max(5);
+    let mut out = format!("{:width$}  {:6}  DETAIL\n", "CHECK", "RESULT");
+    for r in rows {
+        let status = match r.status {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        let _ = writeln!(
+            out,
+            "{:width$}  {status:6}  {}",
+            r.name,
+            r.detail.replace('\n', " ")
+        );
+        if r.status != Status::Ok && !r.fix.is_empty() {
+            let _ = writeln!(out, "{:width$}  {:6}  fix: {}", "", "", r.fix);
+        }
+    }
+    out
+}
+
+/// Whether a refresh would succeed: no failed row.
+pub fn passed(rows: &[Check]) -> bool {
+    rows.iter().all(|r| r.status != Status::Fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_fixes_only_where_needed() {
+        let rows = vec![
+            row("AWS credentials", Status::Ok, "environment", "unused"),
+            row(
+                "RBAC in team-a",
+                Status::Fail,
+                "denied: patch secrets",
+                "grant it",
+            ),
+        ];
+        let t = render(&rows);
+        assert!(t.starts_with("CHECK"));
+        assert!(t.contains("RBAC in team-a   FAIL    denied: patch secrets\n"));
+        assert!(t.contains("fix: grant it"));
+        assert!(!t.contains("unused"));
+        assert!(!passed(&rows));
+        assert!(passed(&rows[..1]));
+    }
+}

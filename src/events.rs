@@ -1,0 +1,70 @@
+//! Kubernetes Events for operators: a `RefreshFailed` Warning on the Secret, or on the
+//! namespace's default ServiceAccount when there is no Secret, so `kubectl get events` in the
+//! namespace shows why its pull secret is stale.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+pub const REASON: &str = "RefreshFailed";
+const COMPONENT: &str = "ecr-secret-refresher";
+
+/// Records the failure; a failure to record it is only logged.
+pub async fn refresh_failed(client: Client, namespace: &str, secret: &str, message: &str) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let involved = match secrets.get_opt(secret).await {
+        Ok(Some(s)) => ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Secret".into()),
+            name: Some(secret.into()),
+            namespace: Some(namespace.into()),
+            uid: s.metadata.uid,
+            ..ObjectReference::default()
+        },
+        _ => {
+            let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+            let uid = sas
+                .get_opt("default")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|sa| sa.metadata.uid);
+            ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("ServiceAccount".into()),
+                name: Some("default".into()),
+                namespace: Some(namespace.into()),
+                uid,
+                ..ObjectReference::default()
+            }
+        }
+    };
+    let now = Timestamp::now();
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{secret}.{:x}", now.as_nanosecond())),
+            namespace: Some(namespace.into()),
+            ..ObjectMeta::default()
+        },
+        involved_object: involved,
+        reason: Some(REASON.into()),
+        message: Some(message.chars().take(1024).collect()),
+        type_: Some("Warning".into()),
+        source: Some(EventSource {
+            component: Some(COMPONENT.into()),
+            host: None,
+        }),
+        reporting_component: Some(COMPONENT.into()),
+        reporting_instance: Some(COMPONENT.into()),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        ..Event::default()
+    };
+    let events: Api<Event> = Api::namespaced(client, namespace);
+    if let Err(e) = events.create(&PostParams::default(), &event).await {
+        tracing::warn!(namespace = %namespace, "could not record a {REASON} Event: {}", crate::secrets::describe(&e));
+    }
+}

@@ -1,0 +1,212 @@
+//! Which namespaces a run writes to: exact names, glob patterns and a label selector, minus
+//! exclusions. Listing namespaces is only needed for patterns, selectors and pruning, so an
+//! install with per-namespace Roles keeps working without cluster-wide `list namespaces`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+use crate::labels::{Selector, glob_matches, is_pattern};
+
+/// What the user asked for.
+#[derive(Debug, Clone, Default)]
+pub struct NamespaceSpec {
+    /// Exact names and glob patterns. Empty with a selector means every namespace it matches.
+    pub include: Vec<String>,
+    /// Exact names and glob patterns to leave out.
+    pub exclude: Vec<String>,
+    pub selector: Option<Selector>,
+}
+
+/// A namespace as listed from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub terminating: bool,
+}
+
+/// A namespace to write to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    /// Named exactly by the user (so its absence is an error, not a skip).
+    pub exact: bool,
+}
+
+/// The outcome of selection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub targets: Vec<Target>,
+    /// Namespaces passed over, with the reason (terminating, not matching the selector).
+    pub skipped: Vec<(String, String)>,
+    /// Exact names that do not exist.
+    pub missing: Vec<String>,
+    /// Listed namespaces that were not selected: where `--prune` looks. Empty without a listing.
+    pub unselected: Vec<String>,
+}
+
+impl NamespaceSpec {
+    pub fn needs_listing(&self) -> bool {
+        self.selector.is_some() || self.include.iter().any(|i| is_pattern(i))
+    }
+
+    fn excluded(&self, name: &str) -> bool {
+        self.exclude.iter().any(|e| glob_matches(e, name))
+    }
+
+    fn included(&self, name: &str) -> bool {
+        self.include.is_empty() || self.include.iter().any(|i| glob_matches(i, name))
+    }
+
+    /// Chooses the targets, from the exact names alone or from a listing. Pure.
+    pub fn select(&self, listed: Option<&[Listed]>) -> Selection {
+        let mut sel = Selection::default();
+        let Some(listed) = listed else {
+            sel.targets = self
+                .include
+                .iter()
+                .filter(|n| !self.excluded(n))
+                .map(|n| Target {
+                    name: n.clone(),
+                    exact: true,
+                })
+                .collect();
+            return sel;
+        };
+        let by_name: BTreeMap<&str, &Listed> =
+            listed.iter().map(|l| (l.name.as_str(), l)).collect();
+        for exact in self.include.iter().filter(|i| !is_pattern(i)) {
+            if !by_name.contains_key(exact.as_str()) && !self.excluded(exact) {
+                sel.missing.push(exact.clone());
+            }
+        }
+        for ns in by_name.values() {
+            let wanted = self.included(&ns.name) && !self.excluded(&ns.name);
+            let matches = self.selector.as_ref().is_none_or(|s| s.matches(&ns.labels));
+            let exact = self.include.iter().any(|i| i == &ns.name);
+            if !wanted {
+                sel.unselected.push(ns.name.clone());
+            } else if !matches {
+                if exact {
+                    sel.skipped.push((
+                        ns.name.clone(),
+                        "does not match --namespace-selector".into(),
+                    ));
+                }
+                sel.unselected.push(ns.name.clone());
+            } else if ns.terminating {
+                sel.skipped
+                    .push((ns.name.clone(), "namespace is terminating".into()));
+            } else {
+                sel.targets.push(Target {
+                    name: ns.name.clone(),
+                    exact,
+                });
+            }
+        }
+        sel
+    }
+}
+
+/// Every namespace in the cluster, with its labels and whether it is being deleted.
+pub async fn list(client: Client) -> Result<Vec<Listed>, kube::Error> {
+    let api: Api<Namespace> = Api::all(client);
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|ns| {
+            let terminating = ns.metadata.deletion_timestamp.is_some()
+                || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+            Some(Listed {
+                name: ns.metadata.name?,
+                labels: ns.metadata.labels.unwrap_or_default(),
+                terminating,
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(name: &str, labels: &[(&str, &str)], terminating: bool) -> Listed {
+        Listed {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            terminating,
+        }
+    }
+
+    fn spec(include: &[&str], exclude: &[&str], selector: Option<&str>) -> NamespaceSpec {
+        NamespaceSpec {
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            selector: selector.map(|s| s.parse().unwrap()),
+        }
+    }
+
+    fn names(sel: &Selection) -> Vec<&str> {
+        sel.targets.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    fn cluster() -> Vec<Listed> {
+        vec![
+            ns("team-a", &[("pulls", "ecr")], false),
+            ns("team-b", &[("pulls", "ecr")], false),
+            ns("team-old", &[("pulls", "ecr")], true),
+            ns("kube-system", &[], false),
+            ns("web", &[("pulls", "ecr")], false),
+        ]
+    }
+
+    #[test]
+    fn exact_names_need_no_listing() {
+        let s = spec(&["a", "b", "c"], &["b"], None);
+        assert!(!s.needs_listing());
+        assert_eq!(names(&s.select(None)), ["a", "c"]);
+    }
+
+    #[test]
+    fn patterns_minus_excludes() {
+        let s = spec(&["team-*", "web"], &["team-b"], None);
+        assert!(s.needs_listing());
+        let sel = s.select(Some(&cluster()));
+        assert_eq!(names(&sel), ["team-a", "web"]);
+        assert_eq!(
+            sel.skipped,
+            [(
+                "team-old".to_string(),
+                "namespace is terminating".to_string()
+            )]
+        );
+        assert_eq!(sel.unselected, ["kube-system", "team-b"]);
+    }
+
+    #[test]
+    fn selector_and_patterns_combine() {
+        let sel = spec(&[], &[], Some("pulls=ecr")).select(Some(&cluster()));
+        assert_eq!(names(&sel), ["team-a", "team-b", "web"]);
+        let sel = spec(&["team-*", "kube-system"], &[], Some("pulls=ecr")).select(Some(&cluster()));
+        assert_eq!(names(&sel), ["team-a", "team-b"]);
+        assert!(sel.skipped.contains(&(
+            "kube-system".into(),
+            "does not match --namespace-selector".into()
+        )));
+    }
+
+    #[test]
+    fn missing_exact_names_are_reported() {
+        let sel = spec(&["team-*", "ghost", "web"], &[], None).select(Some(&cluster()));
+        assert_eq!(sel.missing, ["ghost"]);
+        assert!(sel.targets.iter().any(|t| t.name == "web" && t.exact));
+        assert!(sel.targets.iter().any(|t| t.name == "team-a" && !t.exact));
+    }
+}
