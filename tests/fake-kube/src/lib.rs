@@ -44,6 +44,8 @@ pub struct Request {
     pub status: u16,
     /// Content type of a PATCH, empty otherwise.
     pub patch_type: String,
+    /// When the server answered.
+    pub at: std::time::Instant,
 }
 
 /// A fault to inject: requests that match answer `status` instead of being served.
@@ -62,6 +64,11 @@ pub struct Fault {
     pub times: Option<usize>,
     /// Wait this long before answering (the request is still served unless `status` is 0).
     pub delay: Option<Duration>,
+    /// Remove this namespace (and everything in it) when the fault fires, before serving.
+    pub remove_namespace: Option<String>,
+    /// Store this object `(resource, namespace, object)` when the fault fires, before serving:
+    /// someone else's write landing just ahead of the request.
+    pub put: Option<(String, String, Value)>,
 }
 
 impl Fault {
@@ -78,6 +85,26 @@ impl Fault {
             retry_after: None,
             times: None,
             delay: None,
+            remove_namespace: None,
+            put: None,
+        }
+    }
+
+    /// A fault that writes `obj` just before the matching request is served.
+    pub fn put_before(resource: &str, namespace: &str, obj: Value) -> Self {
+        Fault {
+            status: 0,
+            put: Some((resource.to_string(), namespace.to_string(), obj)),
+            ..Fault::status(0)
+        }
+    }
+
+    /// A fault that deletes a namespace just before the matching request is served.
+    pub fn remove_namespace(namespace: &str) -> Self {
+        Fault {
+            status: 0,
+            remove_namespace: Some(namespace.to_string()),
+            ..Fault::status(0)
         }
     }
     /// A fault that only delays matching requests, then serves them normally.

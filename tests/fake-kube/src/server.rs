@@ -274,6 +274,7 @@ async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State>>) -> Resp
         } else {
             String::new()
         },
+        at: std::time::Instant::now(),
     };
 
     // Faults are decided under the lock, then slept outside it.
@@ -281,6 +282,8 @@ async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State>>) -> Resp
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         let mut delay = None;
         let mut injected = None;
+        let mut removals = Vec::new();
+        let mut puts = Vec::new();
         for fault in st.faults.iter_mut() {
             if !fault.matches(&entry) || fault.times == Some(0) {
                 continue;
@@ -289,12 +292,24 @@ async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State>>) -> Resp
                 *n -= 1;
             }
             delay = delay.or(fault.delay);
+            if let Some(ns) = fault.remove_namespace.clone() {
+                removals.push(ns);
+            }
+            if let Some(put) = fault.put.clone() {
+                puts.push(put);
+            }
             if fault.status != 0 {
                 let mut s = Status::new(fault.status, fault.message.clone()).reason(&fault.reason);
                 s.retry_after = fault.retry_after;
                 injected = Some(s);
                 break;
             }
+        }
+        for ns in removals {
+            st.store.remove_namespace(&ns);
+        }
+        for (resource, ns, obj) in puts {
+            st.store.insert_raw(&resource, &ns, obj);
         }
         (delay, injected)
     };
@@ -303,6 +318,7 @@ async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State>>) -> Resp
     }
 
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    entry.at = std::time::Instant::now();
     let resp = if let Some(status) = injected {
         status.into_response()
     } else if !authorized {
@@ -722,6 +738,7 @@ fn access_review(st: &mut State, body: &Bytes) -> Outcome {
         name: s("name"),
         status: 0,
         patch_type: String::new(),
+        at: std::time::Instant::now(),
     };
     let allowed = st
         .rules

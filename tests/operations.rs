@@ -1,0 +1,563 @@
+//! Operating at scale and through faults: namespace selection, pruning, ServiceAccount
+//! patching, retries, Events, deadlines, SIGTERM, and `doctor`. Each test names the fault it
+//! injects into the fake API server and asserts what is in the cluster afterwards.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use fake_kube::{Fault, Rule};
+use serde_json::json;
+
+fn verbs(h: &Harness, resource: &str) -> Vec<String> {
+    h.kube
+        .requests()
+        .iter()
+        .filter(|r| r.resource == resource)
+        .map(|r| format!("{} {}", r.verb, r.namespace))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patterns_selector_and_excludes_combine_and_terminating_is_skipped() {
+    let h = Harness::new(&[]).await;
+    for (ns, labels) in [
+        ("team-a", vec![("pulls", "ecr")]),
+        ("team-b", vec![("pulls", "ecr")]),
+        ("team-c", vec![]),
+        ("team-old", vec![("pulls", "ecr")]),
+        ("web", vec![("pulls", "ecr")]),
+    ] {
+        h.kube.add_namespace(ns, &labels);
+    }
+    h.kube.terminate_namespace("team-old");
+    let run = h
+        .run(&[
+            "--namespaces",
+            "team-*",
+            "--exclude-namespaces",
+            "team-b",
+            "--namespace-selector",
+            "pulls=ecr",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(h.secret("team-a", "ecr").is_some());
+    for ns in ["team-b", "team-c", "team-old", "web"] {
+        assert!(h.secret(ns, "ecr").is_none(), "{ns} was not selected");
+    }
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("namespace=team-old"))
+        .expect("a line for team-old");
+    assert!(
+        line.contains("skipped") && line.contains("terminating"),
+        "{line}"
+    );
+    assert_eq!(verbs(&h, "namespaces"), ["list "], "one listing");
+
+    // Exact names need no listing at all.
+    h.kube.clear_requests();
+    assert_eq!(h.run(&["--namespaces", "team-a,web"]).await.code, 0);
+    assert!(verbs(&h, "namespaces").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_that_disappears_between_listing_and_writing_is_skipped() {
+    let h = Harness::new(&["team-a", "team-b"]).await;
+    h.kube.inject(
+        Fault::remove_namespace("team-b")
+            .verb("patch")
+            .namespace("team-b"),
+    );
+    let run = h.run(&["--namespaces", "team-*"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(h.secret("team-a", "ecr").is_some());
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("namespace=team-b"))
+        .unwrap();
+    assert!(
+        line.contains("namespace was deleted during the run"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried_after_the_servers_retry_after() {
+    let h = Harness::new(&["team-a"]).await;
+    h.kube
+        .inject(Fault::status(429).verb("patch").times(1).retry_after(1));
+    let run = h.run(&["--namespaces", "team-a"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let patches: Vec<_> = h
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "patch")
+        .collect();
+    assert_eq!(
+        patches.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429, 404]
+    );
+    let waited = patches[1].at - patches[0].at;
+    assert!(
+        waited >= Duration::from_secs(1),
+        "retried after {waited:?}, before Retry-After"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflict_on_update_reads_again_and_retries() {
+    let h = Harness::new(&["team-a"]).await;
+    assert_eq!(h.run(&["--namespaces", "team-a"]).await.code, 0);
+    // Ours, but without annotations: the patch's test fails and a full update follows.
+    let mut s = h.secret("team-a", "ecr").unwrap();
+    s["metadata"].as_object_mut().unwrap().remove("annotations");
+    h.kube.put("secrets", "team-a", s);
+    h.kube.clear_requests();
+    h.kube.inject(Fault::status(409).verb("update").times(1));
+    let run = h.run(&["--namespaces", "team-a"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let seq: Vec<String> = h
+        .kube
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.verb, r.status))
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            "patch 422",
+            "get 200",
+            "update 409",
+            "get 200",
+            "update 200"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forbidden_namespace_fails_alone_and_gets_an_event() {
+    let h = Harness::new(&["team-a", "team-b", "team-c"]).await;
+    h.kube
+        .inject(Fault::status(403).resource("secrets").namespace("team-b"));
+    let run = h.run(&["--namespaces", "team-a,team-b,team-c"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(h.secret("team-a", "ecr").is_some() && h.secret("team-c", "ecr").is_some());
+    let events = h.kube.list("events", "team-b");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["reason"], "RefreshFailed");
+    assert_eq!(e["type"], "Warning");
+    // No Secret to hang it on: the namespace's default ServiceAccount carries it.
+    assert_eq!(e["involvedObject"]["kind"], "ServiceAccount");
+    assert_eq!(e["involvedObject"]["name"], "default");
+    assert!(e["message"].as_str().unwrap().contains("Forbidden"));
+    assert_no_secrets(&e.to_string());
+    assert!(h.kube.list("events", "team-a").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_goes_on_the_secret_when_there_is_one() {
+    let h = Harness::new(&["team-a"]).await;
+    h.kube
+        .put("secrets", "team-a", foreign_secret("team-a", "ecr"));
+    let run = h.run(&["--namespaces", "team-a"]).await;
+    assert_eq!(run.code, 1);
+    let events = h.kube.list("events", "team-a");
+    assert_eq!(events[0]["involvedObject"]["kind"], "Secret");
+    assert_eq!(
+        events[0]["involvedObject"]["uid"],
+        h.secret("team-a", "ecr").unwrap()["metadata"]["uid"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_removes_only_our_secret_from_unselected_namespaces() {
+    let h = Harness::new(&["team-a", "team-b", "team-c", "team-d"]).await;
+    assert_eq!(
+        h.run(&["--namespaces", "team-a,team-b,team-c"]).await.code,
+        0
+    );
+    assert_eq!(
+        h.run(&["--namespaces", "team-c", "--secret-name", "other"])
+            .await
+            .code,
+        0
+    );
+    h.kube
+        .put("secrets", "team-d", foreign_secret("team-d", "ecr"));
+    let foreign = h.secret("team-d", "ecr").unwrap();
+
+    let run = h.run(&["--namespaces", "team-a,team-b", "--prune"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(h.secret("team-a", "ecr").is_some() && h.secret("team-b", "ecr").is_some());
+    assert!(h.secret("team-c", "ecr").is_none(), "pruned");
+    assert!(
+        h.secret("team-c", "other").is_some(),
+        "another name is not ours to prune"
+    );
+    assert_eq!(
+        h.secret("team-d", "ecr").unwrap(),
+        foreign,
+        "a foreign Secret is never pruned"
+    );
+    assert!(run.stderr.contains("outcome=pruned"), "{}", run.stderr);
+    assert!(
+        !h.kube
+            .requests()
+            .iter()
+            .any(|r| r.resource == "secrets" && r.verb == "list"),
+        "pruning reads by name, it never lists Secrets"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_account_patching_is_idempotent_and_keeps_other_entries() {
+    let h = Harness::new(&["team-a", "team-b"]).await;
+    h.kube.put(
+        "serviceaccounts",
+        "team-a",
+        json!({"metadata": {"name": "default"}, "imagePullSecrets": [{"name": "keep-me"}]}),
+    );
+    h.kube.put(
+        "serviceaccounts",
+        "team-a",
+        json!({"metadata": {"name": "builder"}}),
+    );
+    let args = [
+        "--namespaces",
+        "team-a,team-b",
+        "--service-accounts",
+        "default,builder",
+    ];
+    let run = h.run(&args).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let sa = h.kube.get("serviceaccounts", "team-a", "default").unwrap();
+    assert_eq!(
+        sa["imagePullSecrets"],
+        json!([{"name": "keep-me"}, {"name": "ecr"}])
+    );
+    let sa = h.kube.get("serviceaccounts", "team-a", "builder").unwrap();
+    assert_eq!(sa["imagePullSecrets"], json!([{"name": "ecr"}]));
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("namespace=team-b"))
+        .unwrap();
+    assert!(line.contains("ServiceAccount builder not found"), "{line}");
+
+    h.kube.clear_requests();
+    assert_eq!(h.run(&args).await.code, 0);
+    let writes: Vec<String> = verbs(&h, "serviceaccounts")
+        .into_iter()
+        .filter(|v| !v.starts_with("get"))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "second run wrote ServiceAccounts: {writes:?}"
+    );
+    let sa = h.kube.get("serviceaccounts", "team-a", "default").unwrap();
+    assert_eq!(
+        sa["imagePullSecrets"],
+        json!([{"name": "keep-me"}, {"name": "ecr"}]),
+        "no duplicate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_concurrent_service_account_edit_is_not_lost() {
+    let h = Harness::new(&["team-a"]).await;
+    // Someone else's edit lands between our read and our patch: the patch's resourceVersion
+    // test fails, we read again, and their entry survives next to ours.
+    let mut theirs = h.kube.get("serviceaccounts", "team-a", "default").unwrap();
+    theirs["imagePullSecrets"] = json!([{"name": "theirs"}]);
+    h.kube.inject(
+        Fault::put_before("serviceaccounts", "team-a", theirs)
+            .verb("patch")
+            .resource("serviceaccounts")
+            .times(1),
+    );
+    let run = h
+        .run(&["--namespaces", "team-a", "--service-accounts", "default"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let sa = h.kube.get("serviceaccounts", "team-a", "default").unwrap();
+    assert_eq!(
+        sa["imagePullSecrets"],
+        json!([{"name": "theirs"}, {"name": "ecr"}])
+    );
+    let seq: Vec<String> = h
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.resource == "serviceaccounts")
+        .map(|r| format!("{} {}", r.verb, r.status))
+        .collect();
+    assert_eq!(seq, ["get 200", "patch 422", "get 200", "patch 200"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_lines_carry_namespace_registries_outcome_and_duration() {
+    let h = Harness::new(&["team-a"]).await;
+    let run = h
+        .run(&["--namespaces", "team-a", "--log-format", "json"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ns = lines.iter().find(|l| l["namespace"] == "team-a").unwrap();
+    assert_eq!(ns["registries"], registry("us-east-1"));
+    assert_eq!(ns["outcome"], "created");
+    assert!(ns["duration_ms"].is_u64());
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["expires_at"], "2015-01-01T00:00:00Z");
+    assert_eq!(summary["refreshed"], 1);
+}
+
+/// Seeds `n` namespaces that all hold our Secret, for the stop tests.
+async fn seeded(n: usize) -> (Harness, String) {
+    let names: Vec<String> = (0..n).map(|i| format!("ns-{i:03}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let h = Harness::new(&refs).await;
+    let list = names.join(",");
+    let run = h.run(&["--namespaces", &list, "--concurrency", "32"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    h.kube.clear_requests();
+    (h, list)
+}
+
+fn every_namespace_has_its_secret(h: &Harness, list: &str) {
+    for ns in list.split(',') {
+        assert!(h.secret(ns, "ecr").is_some(), "{ns} lost its Secret");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_run_finishes_in_flight_namespaces_and_prints_the_summary() {
+    let (h, list) = seeded(200).await;
+    // Slow every Secret request so that the run is still going when the signal comes.
+    h.kube
+        .inject(Fault::delay(Duration::from_millis(25)).resource("secrets"));
+    let child = tokio::process::Command::new(BIN)
+        .args([
+            "--namespaces",
+            &list,
+            "--strategy",
+            "recreate",
+            "--concurrency",
+            "4",
+        ])
+        .env_clear()
+        .envs(h.base_env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    // Wait until some namespaces are being recreated, then ask it to stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while h
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "create")
+        .count()
+        < 8
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not get going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_no_secrets(&stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("termination signal received"), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|l| l.contains("summary:"))
+        .expect("the summary is printed");
+    let not_started: usize = summary
+        .split("not_started=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let refreshed: usize = summary
+        .split("refreshed=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(not_started > 0 && refreshed > 0, "{summary}");
+    assert_eq!(refreshed + not_started, 200, "{summary}");
+    every_namespace_has_its_secret(&h, &list);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_deadline_stops_new_namespaces() {
+    let (h, list) = seeded(60).await;
+    h.kube
+        .inject(Fault::delay(Duration::from_millis(50)).resource("secrets"));
+    let run = h
+        .run(&[
+            "--namespaces",
+            &list,
+            "--concurrency",
+            "2",
+            "--timeout",
+            "1s",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("--timeout reached"), "{}", run.stderr);
+    assert!(run.stderr.contains("outcome=not-started"), "{}", run.stderr);
+    every_namespace_has_its_secret(&h, &list);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_on_a_working_setup_and_writes_nothing() {
+    let h = Harness::new(&["team-a", "team-b"]).await;
+    assert_eq!(h.run(&["--namespaces", "team-a"]).await.code, 0);
+    h.kube.clear_requests();
+    let run = h
+        .run(&[
+            "doctor",
+            "--namespaces",
+            "team-*",
+            "--service-accounts",
+            "default",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let row = |name: &str| -> String {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name}:\n{}", run.stdout))
+            .to_string()
+    };
+    for name in [
+        "AWS credentials",
+        "AWS identity",
+        "ECR token us-east-1",
+        "Kubernetes API",
+        "Namespaces",
+        "RBAC in team-a",
+        "RBAC in team-b",
+        "Secret team-b/ecr",
+    ] {
+        assert!(row(name).contains(" ok "), "{}", row(name));
+    }
+    assert!(row("Secret team-b/ecr").contains("none yet"));
+    // moto's tokens expired in 2015: a Secret holding one is worth a warning, not a failure.
+    let ours = row("Secret team-a/ecr");
+    assert!(
+        ours.contains(" warn ") && ours.contains("ours, expires 2015-01-01T00:00:00Z (expired)"),
+        "{ours}"
+    );
+    let writes: Vec<_> = h
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            !["get", "list"].contains(&r.verb.as_str()) && r.resource != "selfsubjectaccessreviews"
+        })
+        .collect();
+    assert!(writes.is_empty(), "doctor wrote {writes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_names_missing_rbac_and_how_to_fix_it() {
+    let h = Harness::new(&["team-a"]).await;
+    h.kube.enforce_rules(vec![Rule {
+        api_groups: vec!["".into()],
+        resources: vec!["secrets".into()],
+        verbs: vec!["get".into(), "create".into()],
+        resource_names: vec![],
+        namespace: None,
+    }]);
+    let run = h.run(&["doctor", "--namespaces", "team-a"]).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("RBAC in team-a"))
+        .unwrap();
+    assert!(
+        line.contains("FAIL") && line.contains("patch secrets") && line.contains("create events"),
+        "{line}"
+    );
+    assert!(run.stdout.contains("fix: grant them"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_reports_missing_credentials_and_an_unreachable_api() {
+    let h = Harness::new(&["team-a"]).await;
+    let bad = h.dir.path().join("bad-kubeconfig");
+    std::fs::write(&bad, fake_kube::kubeconfig("http://127.0.0.1:1", "default")).unwrap();
+    let env: Vec<(String, String)> = h
+        .base_env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY") && !k.starts_with("AWS_SECRET"))
+        .collect();
+    let run = h
+        .run_env(
+            &[
+                "doctor",
+                "--namespaces",
+                "team-a",
+                "--kubeconfig",
+                bad.to_str().unwrap(),
+            ],
+            env,
+        )
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let creds = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("AWS credentials"))
+        .unwrap();
+    assert!(
+        creds.contains("FAIL") && creds.contains("no AWS credentials found"),
+        "{creds}"
+    );
+    let api = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Kubernetes API"))
+        .unwrap();
+    assert!(api.contains("FAIL"), "{api}");
+    assert!(
+        run.stdout
+            .contains("fix: check that the API server is reachable"),
+        "{}",
+        run.stdout
+    );
+}
