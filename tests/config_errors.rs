@@ -68,13 +68,9 @@ async fn no_credentials_fails_fast_and_lists_what_was_tried() {
     let h = Harness::new(&["team-a"]).await;
     let (_imds, imds_url) = silent_listener().await;
     let env: Vec<(String, String)> = h
-        .base_env()
+        .env_without_keys()
         .into_iter()
-        .filter(|(k, _)| {
-            !k.starts_with("AWS_ACCESS_KEY")
-                && !k.starts_with("AWS_SECRET")
-                && k != "AWS_EC2_METADATA_DISABLED"
-        })
+        .filter(|(k, _)| k != "AWS_EC2_METADATA_DISABLED")
         .chain([("AWS_EC2_METADATA_SERVICE_ENDPOINT".to_string(), imds_url)])
         .collect();
     let started = Instant::now();
@@ -145,14 +141,9 @@ async fn profile_with_credential_process() {
     )
     .unwrap();
     let env: Vec<(String, String)> = h
-        .base_env()
+        .env_without_keys()
         .into_iter()
-        .filter(|(k, _)| {
-            !k.starts_with("AWS_ACCESS_KEY")
-                && !k.starts_with("AWS_SECRET")
-                && k != "AWS_REGION"
-                && k != "AWS_CONFIG_FILE"
-        })
+        .filter(|(k, _)| k != "AWS_REGION" && k != "AWS_CONFIG_FILE")
         .chain([
             ("AWS_CONFIG_FILE".to_string(), config.display().to_string()),
             ("AWS_PROFILE".to_string(), "ci".to_string()),

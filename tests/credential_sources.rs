@@ -16,15 +16,11 @@ fn issued(key: &str) -> IssuedCredentials {
     }
 }
 
-/// The harness environment without static keys.
+/// No static keys, and instance metadata allowed: each test adds the one source it tests.
 fn env_without_keys(h: &Harness) -> Vec<(String, String)> {
-    h.base_env()
+    h.env_without_keys()
         .into_iter()
-        .filter(|(k, _)| {
-            !k.starts_with("AWS_ACCESS_KEY")
-                && !k.starts_with("AWS_SECRET")
-                && k != "AWS_EC2_METADATA_DISABLED"
-        })
+        .filter(|(k, _)| k != "AWS_EC2_METADATA_DISABLED")
         .collect()
 }
 

@@ -125,6 +125,22 @@ async fn exercise(h: &Harness, namespaces: &str, listing: bool, extra: &[&str]) 
     }
 }
 
+/// Nothing was refused, and the (verb, resource) pairs used are exactly those granted.
+fn assert_used_is_granted(h: &Harness, rules: &[Rule]) {
+    let denied: Vec<_> = h
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 403)
+        .collect();
+    assert!(denied.is_empty(), "the shipped rules refused {denied:?}");
+    assert_eq!(
+        used(h),
+        granted(rules),
+        "used (left) and granted (right) differ"
+    );
+}
+
 fn used(h: &Harness) -> BTreeSet<(String, String)> {
     h.kube
         .requests()
@@ -149,18 +165,7 @@ async fn cluster_role_grants_exactly_what_the_refresher_uses() {
     let h = Harness::new(&["team-a", "team-b"]).await;
     h.kube.enforce_rules(rules.clone());
     exercise(&h, "team-a,team-b", true, &[]).await;
-    let denied: Vec<_> = h
-        .kube
-        .requests()
-        .into_iter()
-        .filter(|r| r.status == 403)
-        .collect();
-    assert!(denied.is_empty(), "the shipped rules refused {denied:?}");
-    assert_eq!(
-        used(&h),
-        granted(&rules),
-        "used (left) and granted (right) differ"
-    );
+    assert_used_is_granted(&h, &rules);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,7 +214,7 @@ async fn namespaced_roles_work_only_where_they_are_bound() {
     let h = Harness::new(&["team-a", "team-b", "team-c"]).await;
     h.kube.enforce_rules(rules.clone());
     exercise(&h, "team-a,team-b", false, &[]).await;
-    assert_eq!(used(&h), granted(&rules));
+    assert_used_is_granted(&h, &rules);
     // A namespace without a Role is refused and reported; the others are still refreshed.
     let run = h.run(&["--namespaces", "team-a,team-c"]).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
@@ -274,14 +279,7 @@ async fn service_accounts_component_grants_what_patching_uses() {
     let h = Harness::new(&["team-a", "team-b"]).await;
     h.kube.enforce_rules(rules.clone());
     exercise(&h, "team-a,team-b", true, &["--service-accounts", &sas]).await;
-    let denied: Vec<_> = h
-        .kube
-        .requests()
-        .into_iter()
-        .filter(|r| r.status == 403)
-        .collect();
-    assert!(denied.is_empty(), "the shipped rules refused {denied:?}");
-    assert_eq!(used(&h), granted(&rules));
+    assert_used_is_granted(&h, &rules);
     let sa = h.kube.get("serviceaccounts", "team-b", "default").unwrap();
     assert_eq!(sa["imagePullSecrets"], json!([{"name": "ecr"}]));
 }

@@ -521,11 +521,7 @@ async fn doctor_reports_missing_credentials_and_an_unreachable_api() {
     let h = Harness::new(&["team-a"]).await;
     let bad = h.dir.path().join("bad-kubeconfig");
     std::fs::write(&bad, fake_kube::kubeconfig("http://127.0.0.1:1", "default")).unwrap();
-    let env: Vec<(String, String)> = h
-        .base_env()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY") && !k.starts_with("AWS_SECRET"))
-        .collect();
+    let env = h.env_without_keys();
     let run = h
         .run_env(
             &[

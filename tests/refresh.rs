@@ -488,29 +488,3 @@ async fn assume_role_credentials_are_used_for_ecr() {
     );
     assert_refreshed(&h, "team-a", &registry("us-east-1"));
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn json_log_lines_carry_namespace_and_outcome() {
-    let h = Harness::new(&["team-a"]).await;
-    let run = h
-        .run(&["--namespaces", "team-a", "--log-format", "json"])
-        .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let lines: Vec<serde_json::Value> = run
-        .stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    let ns_line = lines
-        .iter()
-        .find(|l| l["namespace"] == "team-a")
-        .expect("a line for team-a");
-    assert_eq!(ns_line["outcome"], "created");
-    assert!(ns_line["duration_ms"].is_u64());
-    assert!(
-        lines.last().unwrap()["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("summary")
-    );
-}

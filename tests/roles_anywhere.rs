@@ -129,14 +129,6 @@ fn ra_args(server: &RaServer, cert: &str, key: &str) -> Vec<String> {
     .collect()
 }
 
-/// The harness environment with no AWS credentials at all: only Roles Anywhere can provide them.
-fn env_without_keys(h: &Harness) -> Vec<(String, String)> {
-    h.base_env()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY") && !k.starts_with("AWS_SECRET"))
-        .collect()
-}
-
 async fn refresh(h: &Harness, extra: &[String]) -> Run {
     let mut args: Vec<String> = ["--namespaces", "team-a", "--registries"]
         .iter()
@@ -145,7 +137,7 @@ async fn refresh(h: &Harness, extra: &[String]) -> Run {
     args.push(registry("us-east-1"));
     args.extend_from_slice(extra);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    h.run_env(&refs, env_without_keys(h)).await
+    h.run_env(&refs, h.env_without_keys()).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -241,7 +233,7 @@ async fn chains_bundles_and_key_files_with_parameters() {
     .chain(args)
     .collect();
     let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
-    let mut env = env_without_keys(&h);
+    let mut env = h.env_without_keys();
     env.push(("RA_PASS".into(), "correct horse battery staple".into()));
     let run = h.run_env(&refs, env).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -429,7 +421,7 @@ async fn credential_process_output_works_as_an_aws_profile() {
     args.extend(["--ra-intermediates".to_string(), pem("intermediate.crt")]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     // stdout is the credentials, by design; stderr must still hold none.
-    let run = h.run_unchecked(&refs, env_without_keys(&h)).await;
+    let run = h.run_unchecked(&refs, h.env_without_keys()).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_no_secrets(&run.stderr);
     let doc: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON document on stdout");
@@ -466,7 +458,8 @@ async fn credential_process_output_works_as_an_aws_profile() {
         format!("[profile ra]\nregion = us-east-1\ncredential_process = {command}\n"),
     )
     .unwrap();
-    let mut env: Vec<(String, String)> = env_without_keys(&h)
+    let mut env: Vec<(String, String)> = h
+        .env_without_keys()
         .into_iter()
         .filter(|(k, _)| k != "AWS_CONFIG_FILE")
         .collect();
@@ -501,7 +494,7 @@ async fn the_roles_anywhere_overlay_configuration_runs_as_shipped() {
     let server = RaServer::start(h.dir.path());
     let objects = render("roles-anywhere");
     let cm = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
-    let mut env = env_without_keys(&h);
+    let mut env = h.env_without_keys();
     for (k, v) in cm["data"].as_object().unwrap() {
         // The files the pod mounts from the tls Secret: a leaf-then-intermediate bundle and its key.
         let v = match k.as_str() {

@@ -92,6 +92,14 @@ impl Harness {
         .collect()
     }
 
+    /// The same environment without static AWS keys: credentials must come from elsewhere.
+    pub fn env_without_keys(&self) -> Vec<(String, String)> {
+        self.base_env()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY") && !k.starts_with("AWS_SECRET"))
+            .collect()
+    }
+
     pub async fn run(&self, args: &[&str]) -> Run {
         self.run_env(args, self.base_env()).await
     }

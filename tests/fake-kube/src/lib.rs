@@ -159,6 +159,8 @@ pub(crate) struct State {
     pub(crate) faults: Vec<Fault>,
     /// When set, requests are authorized against these rules (like a Role bound to the caller).
     pub(crate) rules: Option<Vec<Rule>>,
+    /// Serve requests without a bearer token (kubectl sends none over plain HTTP).
+    pub(crate) anonymous: bool,
 }
 
 /// A running fake API server. Dropping it stops accepting connections.
@@ -270,6 +272,11 @@ impl FakeKube {
     /// Authorizes every later request against `rules`, answering 403 otherwise.
     pub fn enforce_rules(&self, rules: Vec<Rule>) {
         self.state().rules = Some(rules);
+    }
+
+    /// Serves requests that carry no bearer token instead of answering 401.
+    pub fn allow_anonymous(&self) {
+        self.state().anonymous = true;
     }
 
     pub fn requests(&self) -> Vec<Request> {

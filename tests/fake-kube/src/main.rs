@@ -1,6 +1,6 @@
 //! Runs the fake Kubernetes API server on its own, for benchmarks and manual runs.
 //!
-//! `fake-kube [--listen 127.0.0.1:0] [--namespaces N] [--prefix ns-] [--kubeconfig PATH]`
+//! `fake-kube [--listen 127.0.0.1:0] [--namespaces N] [--prefix ns-] [--kubeconfig PATH] [--allow-anonymous]`
 //! seeds N namespaces, writes a kubeconfig pointing at itself, prints its URL on the first
 //! line of stdout and serves until killed. `GET /fake/requests` counts the requests served,
 //! `DELETE /fake/requests` resets the count.
@@ -13,8 +13,13 @@ async fn main() -> ExitCode {
     let mut namespaces = 0usize;
     let mut prefix = "ns-".to_string();
     let mut kubeconfig = None;
+    let mut anonymous = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--allow-anonymous" {
+            anonymous = true;
+            continue;
+        }
         let value = args.next();
         match (flag.as_str(), value) {
             ("--listen", Some(v)) => listen = v,
@@ -34,6 +39,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if anonymous {
+        server.allow_anonymous();
+    }
     for i in 0..namespaces {
         server.add_namespace(&format!("{prefix}{i}"), &[("fake-kube/seeded", "true")]);
     }
@@ -50,7 +58,7 @@ async fn main() -> ExitCode {
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!(
-        "fake-kube: {msg}\nusage: fake-kube [--listen ADDR] [--namespaces N] [--prefix P] [--kubeconfig PATH]"
+        "fake-kube: {msg}\nusage: fake-kube [--listen ADDR] [--namespaces N] [--prefix P] [--kubeconfig PATH] [--allow-anonymous]"
     );
     ExitCode::from(2)
 }

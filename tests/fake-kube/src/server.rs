@@ -168,6 +168,12 @@ fn parse_path(path: &str) -> Option<Target> {
     };
     match segs.as_slice() {
         ["version"] => Some(t("", "version", "", "")),
+        ["api"] | ["apis"] | ["api", "v1"] => Some(t(
+            "",
+            "discovery",
+            "",
+            &path.trim_matches('/').replace('/', "."),
+        )),
         ["api", "v1", "namespaces"] => Some(t("", "namespaces", "", "")),
         ["api", "v1", "namespaces", ns] => Some(t("", "namespaces", "", ns)),
         ["api", "v1", "namespaces", ns, res] => Some(t("", res, ns, "")),
@@ -321,7 +327,7 @@ async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State>>) -> Resp
     entry.at = std::time::Instant::now();
     let resp = if let Some(status) = injected {
         status.into_response()
-    } else if !authorized {
+    } else if !authorized && !st.anonymous {
         Status::new(401, "Unauthorized").into_response()
     } else if st.rules.as_ref().is_some_and(|rules| {
         entry.resource != "version"
@@ -408,6 +414,9 @@ fn route(
     }
     if t.resource == "selfsubjectaccessreviews" {
         return access_review(st, body);
+    }
+    if t.resource == "discovery" {
+        return Ok((200, discovery(&t.name)));
     }
     let kind = if t.resource == "namespaces" {
         "Namespace"
@@ -724,6 +733,26 @@ fn validate(obj: &Value, kind: &str, old: Option<&Value>) -> Result<(), Status> 
         }
     }
     Ok(())
+}
+
+/// Discovery documents, so that kubectl (the shell baseline of the benchmarks) can map
+/// `secret` to its REST path.
+fn discovery(which: &str) -> Value {
+    match which {
+        "api" => {
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
+        }
+        "apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
+        _ => {
+            let verbs = json!(["create", "delete", "get", "list", "patch", "update"]);
+            let mut resources: Vec<Value> = RESOURCES
+                .iter()
+                .map(|(name, kind)| json!({"name": name, "singularName": kind.to_lowercase(), "namespaced": true, "kind": kind, "verbs": verbs}))
+                .collect();
+            resources.push(json!({"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace", "verbs": verbs, "shortNames": ["ns"]}));
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources})
+        }
+    }
 }
 
 fn access_review(st: &mut State, body: &Bytes) -> Outcome {
