@@ -108,7 +108,9 @@ pub struct Cli {
     )]
     pub service_accounts: Vec<String>,
 
-    /// Deadline for the whole run (e.g. `300`, `90s`, `10m`): no namespace starts after it.
+    /// Deadline for the run (e.g. `300`, `90s`, `10m`): getting credentials, tokens and the
+    /// namespace list must finish by then, no namespace starts after it (those in flight
+    /// finish), and pruning is skipped.
     #[arg(global = true, long, env = "ECR_REFRESHER_TIMEOUT", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
 
@@ -144,8 +146,9 @@ pub struct Cli {
     #[arg(global = true, long, env = "ECR_REFRESHER_STRATEGY", value_enum, default_value_t = Strategy::Update)]
     pub strategy: Strategy,
 
-    /// Get the tokens and print the Secrets that would be written (passwords redacted);
-    /// change nothing and do not contact the cluster.
+    /// Get the tokens and print the Secrets that would be written (passwords redacted), and
+    /// change nothing. The cluster is contacted only to list namespaces when patterns or a
+    /// selector need it; --prune and --service-accounts are not simulated.
     #[arg(global = true, long, env = "ECR_REFRESHER_DRY_RUN")]
     pub dry_run: bool,
 
@@ -223,19 +226,16 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "s"),
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration such as 300, 90s, 10m or 1h"))?;
+    let bad = || format!("'{s}' is not a duration such as 300, 90s, 10m or 1h (at most a year)");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
     let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => {
-            return Err(format!(
-                "'{s}' is not a duration such as 300, 90s, 10m or 1h"
-            ));
-        }
-    };
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
+    .filter(|secs| *secs <= 366 * 24 * 3600)
+    .ok_or_else(bad)?;
     if secs == 0 {
         return Err("the duration must be more than zero".into());
     }

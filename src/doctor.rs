@@ -169,17 +169,26 @@ async fn namespace_rows(client: &Client, config: &Config, namespace: &str) -> Ve
     let mut rows = Vec::new();
     let mut denied = Vec::new();
     for (verb, resource, named) in needed_permissions(config) {
-        let name = if !named {
-            None
-        } else if resource == "secrets" {
-            Some(config.secret_name.as_str())
-        } else {
-            config.service_accounts.first().map(String::as_str)
+        // Named permissions are checked for each name the refresh will use.
+        let names: Vec<Option<&str>> = match (named, resource) {
+            (false, _) => vec![None],
+            (true, "secrets") => vec![Some(config.secret_name.as_str())],
+            (true, _) => config
+                .service_accounts
+                .iter()
+                .map(|s| Some(s.as_str()))
+                .collect(),
         };
-        match allowed(client, namespace, verb, resource, name).await {
-            Ok(true) => {}
-            Ok(false) => denied.push(format!("{verb} {resource}")),
-            Err(e) => denied.push(format!("{verb} {resource} (review failed: {e})")),
+        for name in names {
+            let what = match name {
+                Some(n) if resource == "serviceaccounts" => format!("{verb} {resource}/{n}"),
+                _ => format!("{verb} {resource}"),
+            };
+            match allowed(client, namespace, verb, resource, name).await {
+                Ok(true) => {}
+                Ok(false) => denied.push(what),
+                Err(e) => denied.push(format!("{what} (review failed: {e})")),
+            }
         }
     }
     let rbac = format!("RBAC in {namespace}");

@@ -3,7 +3,7 @@
 //! namespace shows why its pull secret is stale.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -14,7 +14,8 @@ const COMPONENT: &str = "ecr-secret-refresher";
 /// Records the failure; a failure to record it is only logged.
 pub async fn refresh_failed(client: Client, namespace: &str, secret: &str, message: &str) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let involved = match secrets.get_opt(secret).await {
+    let found = crate::secrets::retrying(|| secrets.get_opt(secret)).await;
+    let involved = match found {
         Ok(Some(s)) => ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Secret".into()),
@@ -23,23 +24,15 @@ pub async fn refresh_failed(client: Client, namespace: &str, secret: &str, messa
             uid: s.metadata.uid,
             ..ObjectReference::default()
         },
-        _ => {
-            let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-            let uid = sas
-                .get_opt("default")
-                .await
-                .ok()
-                .flatten()
-                .and_then(|sa| sa.metadata.uid);
-            ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("ServiceAccount".into()),
-                name: Some("default".into()),
-                namespace: Some(namespace.into()),
-                uid,
-                ..ObjectReference::default()
-            }
-        }
+        // No Secret to hang it on. The uid is optional, and reading it would need `get` on
+        // ServiceAccounts, which the refresher otherwise does not use.
+        _ => ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("ServiceAccount".into()),
+            name: Some("default".into()),
+            namespace: Some(namespace.into()),
+            ..ObjectReference::default()
+        },
     };
     let now = Timestamp::now();
     let event = Event {
@@ -64,7 +57,8 @@ pub async fn refresh_failed(client: Client, namespace: &str, secret: &str, messa
         ..Event::default()
     };
     let events: Api<Event> = Api::namespaced(client, namespace);
-    if let Err(e) = events.create(&PostParams::default(), &event).await {
+    let params = PostParams::default();
+    if let Err(e) = crate::secrets::retrying(|| events.create(&params, &event)).await {
         tracing::warn!(namespace = %namespace, "could not record a {REASON} Event: {}", crate::secrets::describe(&e));
     }
 }

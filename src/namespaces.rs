@@ -114,7 +114,8 @@ impl NamespaceSpec {
 /// Every namespace in the cluster, with its labels and whether it is being deleted.
 pub async fn list(client: Client) -> Result<Vec<Listed>, kube::Error> {
     let api: Api<Namespace> = Api::all(client);
-    let list = api.list(&ListParams::default()).await?;
+    let params = ListParams::default();
+    let list = crate::secrets::retrying(|| api.list(&params)).await?;
     Ok(list
         .items
         .into_iter()

@@ -40,6 +40,22 @@ pub enum SetupError {
         "cannot list namespaces: {0}. Patterns in --namespaces, --namespace-selector and --prune need `list` on namespaces; name the namespaces exactly to do without"
     )]
     ListNamespaces(String),
+    #[error("--timeout was reached before {0} was done")]
+    Deadline(&'static str),
+}
+
+/// Runs a setup step, failing with [`SetupError::Deadline`] if `deadline` passes first.
+async fn before<T>(
+    deadline: Option<Instant>,
+    what: &'static str,
+    step: impl Future<Output = Result<T, SetupError>>,
+) -> Result<T, SetupError> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), step)
+            .await
+            .map_err(|_| SetupError::Deadline(what))?,
+        None => step.await,
+    }
 }
 
 /// Everything a run needs from AWS, obtained before the cluster is touched.
@@ -99,40 +115,26 @@ pub async fn run(config: &Config) -> RunStatus {
 async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, SetupError> {
     let stop = Stop::default();
     let _armed = stop.arm(config.timeout);
-    let tokens = tokens(config).await?;
+    let deadline = config.timeout.map(|t| started + t);
+    let tokens = before(deadline, "getting credentials and tokens", tokens(config)).await?;
     let hosts: Vec<&str> = tokens.auths.iter().map(|a| a.host.as_str()).collect();
     let hosts = hosts.join(",");
     tracing::info!(registries = %hosts, token_calls = tokens.calls, "ECR tokens obtained");
 
     let annotations = annotations(&tokens.auths, tokens.expires_at);
-    // Dry runs that name every namespace exactly need no cluster at all.
-    let needs_cluster = !config.dry_run || config.namespaces.needs_listing();
-    let client = if needs_cluster {
-        Some(cluster::client(&config.kube).await?)
-    } else {
+    // A dry run that names every namespace exactly needs no cluster at all.
+    let client = if config.dry_run && !config.namespaces.needs_listing() {
         None
+    } else {
+        Some(cluster::client(&config.kube).await?)
     };
     let selection = match &client {
-        Some(c) if !config.dry_run || config.namespaces.needs_listing() => {
-            select_namespaces(c, config).await?
-        }
-        _ => config.namespaces.select(None),
+        Some(c) => before(deadline, "listing namespaces", select_namespaces(c, config)).await?,
+        None => config.namespaces.select(None),
     };
     for (ns, why) in &selection.skipped {
         tracing::info!(namespace = %ns, outcome = %"skipped", reason = %why, "skipped");
     }
-    if config.dry_run {
-        print_dry_run(config, &selection.targets, &tokens.auths, &annotations);
-        return Ok(RunStatus::Refreshed);
-    }
-    let Some(client) = client else {
-        return Ok(RunStatus::NothingDone);
-    };
-    let desired = DesiredSecret::new(
-        &config.secret_name,
-        docker_config_json(&tokens.auths).expose().as_bytes(),
-        annotations,
-    );
     let mut results: Vec<NamespaceResult> = selection
         .missing
         .iter()
@@ -143,8 +145,21 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
         })
         .collect();
     for r in &results {
-        log_result(r, desired.name(), &hosts);
+        log_result(r, &config.secret_name, &hosts);
     }
+    let Some(client) = client.filter(|_| !config.dry_run) else {
+        print_dry_run(config, &selection.targets, &tokens.auths, &annotations);
+        return Ok(if results.is_empty() {
+            RunStatus::Refreshed
+        } else {
+            RunStatus::SomeFailed
+        });
+    };
+    let desired = DesiredSecret::new(
+        &config.secret_name,
+        docker_config_json(&tokens.auths).expose().as_bytes(),
+        annotations,
+    );
     let ctx = Context {
         client: client.clone(),
         config,
@@ -154,14 +169,19 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     };
     results.extend(write_all(&ctx, &selection.targets).await);
     let mut summary = Summary::of(&results);
-    if config.prune && stop.reason().is_none() {
-        summary.prune_failed = prune::prune(
-            client,
-            &selection.unselected,
-            &config.secret_name,
-            config.concurrency,
-        )
-        .await;
+    if config.prune {
+        match stop.reason() {
+            None => {
+                summary.prune_failed = prune::prune(
+                    client,
+                    &selection.unselected,
+                    &config.secret_name,
+                    config.concurrency,
+                )
+                .await;
+            }
+            Some(reason) => tracing::warn!("--prune skipped: {}", reason.summary()),
+        }
     }
     log_summary(&summary, tokens.expires_at, started.elapsed());
     Ok(summary.status())

@@ -367,6 +367,16 @@ impl Writer<'_> {
         let params = PostParams::default();
         match retrying(|| self.api.create(&params, &object)).await {
             Ok(_) => Ok(()),
+            // A retried create whose first attempt was saved after all: ours, with our data.
+            Err(e) if code_of(&e) == Some(409) => match self.get().await? {
+                Some(s)
+                    if owner_of(&s) == Some(MANAGED_BY_VALUE)
+                        && s.data.as_ref() == Some(&self.desired.data) =>
+                {
+                    Ok(())
+                }
+                _ => Err(self.api_error("create", &e)),
+            },
             Err(e) if is_namespace_missing(&e) => Err(WriteError::NoNamespace),
             Err(e) if is_namespace_terminating(&e) => Err(WriteError::Terminating),
             Err(e) => Err(self.api_error("create", &e)),
@@ -400,6 +410,14 @@ impl Writer<'_> {
         let params = PostParams::default();
         match retrying(|| self.api.create(&params, &old)).await {
             Ok(_) => Err(WriteError::Restored { create: create_err }),
+            // Someone else created one in the meantime: the namespace is not without a Secret.
+            Err(e) if code_of(&e) == Some(409) => Err(WriteError::Api {
+                op: "create",
+                name: self.desired.name.clone(),
+                message: format!(
+                    "{create_err}; meanwhile someone else created a Secret of that name"
+                ),
+            }),
             Err(e) => Err(WriteError::LeftWithoutSecret {
                 create: create_err,
                 restore: describe(&e),

@@ -13,6 +13,14 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Why the run stopped, in a few words.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Reason::Signal => "the run was stopped by a termination signal",
+            Reason::Deadline => "--timeout was reached",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Signal => "stopped by a termination signal before this namespace was started",

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use fake_kube::Rule;
+use fake_kube::{Fault, Rule};
 use serde_json::{Value, json};
 
 const OVERLAYS: &[&str] = &[
@@ -119,6 +119,18 @@ async fn exercise(h: &Harness, namespaces: &str, listing: bool, extra: &[&str]) 
     );
     let run = h.run(&["--namespaces", first_ns, "--force"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // A failure where there is no Secret: the Event goes on the default ServiceAccount.
+    h.kube.delete("secrets", first_ns, "ecr");
+    h.kube.inject(
+        Fault::status(500)
+            .verb("create")
+            .resource("secrets")
+            .namespace(first_ns),
+    );
+    let run = h.run(&["--namespaces", first_ns]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    h.kube.clear_faults();
+    assert_eq!(h.run(&["--namespaces", first_ns]).await.code, 0);
     if listing {
         let run = h.run(&["--namespaces", "team-*"]).await;
         assert_eq!(run.code, 0, "{}", run.stderr);

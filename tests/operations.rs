@@ -557,3 +557,32 @@ async fn doctor_reports_missing_credentials_and_an_unreachable_api() {
         run.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deadline_also_bounds_getting_tokens() {
+    let h = Harness::new(&["team-a"]).await;
+    // An AWS endpoint that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut env = h.base_env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    env.push((
+        "AWS_ENDPOINT_URL".into(),
+        format!("http://{}", silent.local_addr().unwrap()),
+    ));
+    let started = std::time::Instant::now();
+    let run = h
+        .run_env(&["--namespaces", "team-a", "--timeout", "1s"], env)
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--timeout was reached before getting credentials and tokens was done"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a hang guard, not a benchmark"
+    );
+    assert!(h.kube.requests().is_empty());
+}

@@ -488,3 +488,19 @@ async fn assume_role_credentials_are_used_for_ecr() {
     );
     assert_refreshed(&h, "team-a", &registry("us-east-1"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_rust_log_setting_lets_other_crates_print_secrets() {
+    // The SDK prints whole responses, token included, at trace level; RUST_LOG must not be
+    // able to turn that on, however specific its target.
+    let h = Harness::new(&["team-a"]).await;
+    for rust_log in [
+        "trace",
+        "aws_smithy_runtime::client::orchestrator=trace,aws_smithy_runtime::client::orchestrator::http=trace,kube=trace,hyper=trace",
+    ] {
+        let mut env = h.base_env();
+        env.push(("RUST_LOG".into(), rust_log.into()));
+        let run = h.run_env(&["--namespaces", "team-a"], env).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+}

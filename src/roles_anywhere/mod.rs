@@ -39,6 +39,10 @@ pub enum RaError {
     RegionMismatch { anchor: String, profile: String },
     #[error("--ra-session-duration must be between 900 and 43200 seconds, got {0}")]
     Duration(u32),
+    #[error(
+        "--ra-endpoint: '{0}' is not an endpoint such as https://rolesanywhere.eu-west-1.amazonaws.com (scheme and host, optionally a port, no path)"
+    )]
+    Endpoint(String),
     #[error("cannot read the private key's passphrase: {0}")]
     Passphrase(String),
     #[error("cannot reach Roles Anywhere at {endpoint}: {message}")]
@@ -134,6 +138,9 @@ impl Settings {
         if !(900..=43200).contains(&duration_seconds) {
             return Err(RaError::Duration(duration_seconds));
         }
+        if let Some(e) = &endpoint {
+            endpoint_host(e).ok_or_else(|| RaError::Endpoint(e.clone()))?;
+        }
         Ok(Settings {
             certificate,
             private_key,
@@ -160,6 +167,25 @@ impl Settings {
             ),
         }
     }
+}
+
+/// The `Host` header for an endpoint URL, as the HTTP client will send it: the host, and the
+/// port only when it is not the scheme's default. `None` for anything but `scheme://authority`.
+pub fn endpoint_host(endpoint: &str) -> Option<String> {
+    let uri: hyper::Uri = endpoint.trim_end_matches('/').parse().ok()?;
+    let default_port = match uri.scheme_str()? {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+        return None;
+    }
+    let host = uri.host()?.to_string();
+    Some(match uri.port_u16() {
+        Some(p) if p != default_port => format!("{host}:{p}"),
+        _ => host,
+    })
 }
 
 /// A loaded, checked Roles Anywhere identity that can create sessions.
@@ -222,15 +248,8 @@ impl RolesAnywhere {
             body["roleSessionName"] = serde_json::json!(name);
         }
         let body = body.to_string().into_bytes();
-        let endpoint = self.settings.endpoint();
-        let host = endpoint
-            .split_once("://")
-            .map(|(_, rest)| rest)
-            .unwrap_or(&endpoint)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        // Checked when the settings were made; the default endpoint always parses.
+        let host = endpoint_host(&self.settings.endpoint()).unwrap_or_default();
         let chain = (!self.chain.is_empty()).then(|| {
             self.chain
                 .iter()
@@ -330,6 +349,39 @@ mod tests {
         assert_eq!(
             cn.endpoint(),
             "https://rolesanywhere.cn-north-1.amazonaws.com.cn"
+        );
+    }
+
+    #[test]
+    fn host_header_as_the_client_sends_it() {
+        assert_eq!(
+            endpoint_host("https://rolesanywhere.eu-west-1.amazonaws.com").as_deref(),
+            Some("rolesanywhere.eu-west-1.amazonaws.com")
+        );
+        assert_eq!(
+            endpoint_host("https://ra.example:443/").as_deref(),
+            Some("ra.example")
+        );
+        assert_eq!(
+            endpoint_host("http://127.0.0.1:8443").as_deref(),
+            Some("127.0.0.1:8443")
+        );
+        assert_eq!(endpoint_host("https://ra.example/prefix"), None);
+        assert_eq!(endpoint_host("ra.example"), None);
+        assert!(
+            Settings::new(
+                "c".into(),
+                "k".into(),
+                None,
+                TA.into(),
+                PROFILE.into(),
+                ROLE.into(),
+                3600,
+                None,
+                Some("ftp://x".into()),
+                None
+            )
+            .is_err()
         );
     }
 

@@ -151,13 +151,19 @@ impl Harness {
 /// Every form a secret value could take in output: raw, in `auth`, in the Secret's data.
 pub fn assert_no_secrets(output: &str) {
     let auth = STANDARD.encode(format!("AWS:{MOTO_PASSWORD}"));
-    for needle in [
+    let needles = [
         MOTO_PASSWORD,
         auth.as_str(),
         SECRET_KEY,
         "auth-token",
         "session-token-value",
-    ] {
+        // The Roles Anywhere test server's session credentials, key material, the passphrase.
+        "ra-secret-",
+        "ra-session-token-",
+        "PRIVATE KEY-----",
+        "correct horse battery staple",
+    ];
+    for needle in needles {
         assert!(
             !output.contains(needle),
             "output leaks a secret ({needle}):\n{output}"
