@@ -132,15 +132,20 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
         Some(c) => before(deadline, "listing namespaces", select_namespaces(c, config)).await?,
         None => config.namespaces.select(None),
     };
-    for (ns, why) in &selection.skipped {
-        tracing::info!(namespace = %ns, outcome = %"skipped", reason = %why, "skipped");
-    }
-    let mut results: Vec<NamespaceResult> = selection
+    // Decided by the selection alone: missing exact names fail, terminating namespaces are skipped.
+    let missing = selection
         .missing
         .iter()
-        .map(|ns| NamespaceResult {
+        .map(|ns| (ns, Outcome::Failed(WriteError::NoNamespace)));
+    let skipped = selection
+        .skipped
+        .iter()
+        .map(|(ns, why)| (ns, Outcome::Skipped(why.clone())));
+    let mut results: Vec<NamespaceResult> = missing
+        .chain(skipped)
+        .map(|(ns, outcome)| NamespaceResult {
             namespace: ns.clone(),
-            outcome: Outcome::Failed(WriteError::NoNamespace),
+            outcome,
             elapsed: Duration::ZERO,
         })
         .collect();
@@ -149,7 +154,7 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     }
     let Some(client) = client.filter(|_| !config.dry_run) else {
         print_dry_run(config, &selection.targets, &tokens.auths, &annotations);
-        return Ok(if results.is_empty() {
+        return Ok(if selection.missing.is_empty() {
             RunStatus::Refreshed
         } else {
             RunStatus::SomeFailed
