@@ -12,8 +12,9 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use crate::config::{Config, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
+use crate::kube_calls::describe;
 use crate::registry::{Registry, group_by_scope};
-use crate::secrets::{EXPIRES_AT_ANNOTATION, describe};
+use crate::secrets::{EXPIRES_AT_ANNOTATION, owner_of};
 use crate::{cluster, credentials, ecr, refresh};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,12 +208,7 @@ async fn namespace_rows(client: &Client, config: &Config, namespace: &str) -> Ve
     match api.get_opt(&config.secret_name).await {
         Ok(None) => rows.push(row(name, Status::Ok, "none yet: a refresh creates it", "")),
         Ok(Some(s)) => {
-            let owner = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(MANAGED_BY_LABEL))
-                .cloned();
+            let owner = owner_of(&s).map(String::from);
             let expires = s
                 .metadata
                 .annotations

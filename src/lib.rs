@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod ecr;
 pub mod errors;
 pub mod events;
+pub mod kube_calls;
 pub mod labels;
 pub mod logging;
 pub mod namespaces;

@@ -115,7 +115,7 @@ impl NamespaceSpec {
 pub async fn list(client: Client) -> Result<Vec<Listed>, kube::Error> {
     let api: Api<Namespace> = Api::all(client);
     let params = ListParams::default();
-    let list = crate::secrets::retrying(|| api.list(&params)).await?;
+    let list = crate::kube_calls::retrying(|| api.list(&params)).await?;
     Ok(list
         .items
         .into_iter()

@@ -7,11 +7,11 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, Preconditions};
 use kube::{Api, Client};
 
-use crate::config::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use crate::secrets::{code_of, describe, retrying};
+use crate::config::MANAGED_BY_VALUE;
+use crate::kube_calls::{code_of, describe, exact_delete, retrying};
+use crate::secrets::owner_of;
 
 /// What pruning did in one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,23 +29,10 @@ async fn prune_one(client: Client, namespace: &str, secret: &str) -> Pruned {
         Ok(None) => return Pruned::Nothing,
         Err(e) => return Pruned::Failed(describe(&e)),
     };
-    let ours = existing
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .map(String::as_str)
-        == Some(MANAGED_BY_VALUE);
-    if !ours {
+    if owner_of(&existing) != Some(MANAGED_BY_VALUE) {
         return Pruned::Nothing;
     }
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: existing.metadata.uid.clone(),
-            resource_version: existing.metadata.resource_version.clone(),
-        }),
-        ..DeleteParams::default()
-    };
+    let params = exact_delete(&existing.metadata);
     match retrying(|| api.delete(secret, &params)).await {
         Ok(_) => Pruned::Deleted,
         Err(e) if code_of(&e) == Some(404) => Pruned::Nothing,

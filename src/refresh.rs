@@ -95,7 +95,7 @@ pub async fn select_namespaces(client: &Client, config: &Config) -> Result<Selec
     }
     let listed = namespaces::list(client.clone())
         .await
-        .map_err(|e| SetupError::ListNamespaces(secrets::describe(&e)))?;
+        .map_err(|e| SetupError::ListNamespaces(crate::kube_calls::describe(&e)))?;
     Ok(spec.select(Some(&listed)))
 }
 

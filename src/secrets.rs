@@ -5,17 +5,16 @@
 //! then replaces the data); `recreate` is three (get, delete with preconditions, create).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
 use crate::config::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
-use crate::errors;
+use crate::kube_calls::{code_of, describe, exact_delete, retrying, status_of};
 
 /// The Secret type for image-pull secrets.
 pub const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
@@ -25,7 +24,7 @@ pub const EXPIRES_AT_ANNOTATION: &str = "ecr-secret-refresher/expires-at";
 pub const REFRESHED_AT_ANNOTATION: &str = "ecr-secret-refresher/refreshed-at";
 pub const REGISTRIES_ANNOTATION: &str = "ecr-secret-refresher/registries";
 
-/// How many times a request that failed for a passing reason (429, 5xx, connection) is tried.
+/// How many times the full update is tried when the Secret keeps changing under us.
 const ATTEMPTS: u32 = 3;
 
 /// The Secret to write, the same in every namespace. Built once per run.
@@ -34,7 +33,7 @@ pub struct DesiredSecret {
     data: BTreeMap<String, ByteString>,
     annotations: BTreeMap<String, String>,
     /// The JSON patch of the update strategy, built once and reused for every namespace.
-    patch: json_patch::Patch,
+    patch: Patch<()>,
 }
 
 impl DesiredSecret {
@@ -43,7 +42,7 @@ impl DesiredSecret {
             DOCKER_CONFIG_KEY.to_string(),
             ByteString(docker_config.to_vec()),
         )]);
-        let patch = update_patch(&data, &annotations);
+        let patch = Patch::Json(update_patch(&data, &annotations));
         DesiredSecret {
             name: name.to_string(),
             data,
@@ -158,69 +157,8 @@ impl WriteError {
     }
 }
 
-fn status_of(err: &kube::Error) -> Option<&kube::core::Status> {
-    match err {
-        kube::Error::Api(s) => Some(s),
-        _ => None,
-    }
-}
-
-pub(crate) fn code_of(err: &kube::Error) -> Option<u16> {
-    status_of(err).map(|s| s.code)
-}
-
-pub(crate) fn describe(err: &kube::Error) -> String {
-    match status_of(err) {
-        Some(s) if !s.reason.is_empty() => format!("{} ({}, HTTP {})", s.message, s.reason, s.code),
-        Some(s) => format!("{} (HTTP {})", s.message, s.code),
-        None => errors::chain(err),
-    }
-}
-
-/// Passing failures: throttling, server errors, and failures to reach the server at all.
-fn is_transient(err: &kube::Error) -> bool {
-    match code_of(err) {
-        Some(code) => code == 429 || code >= 500,
-        None => matches!(err, kube::Error::HyperError(_) | kube::Error::Service(_)),
-    }
-}
-
-/// How long to wait before attempt `attempt + 1`: the server's `Retry-After` when it gave one
-/// (429 carries it in the Status details), else exponential backoff; plus up to 25% jitter so
-/// that many namespaces throttled together do not come back together.
-fn backoff(err: &kube::Error, attempt: u32) -> Duration {
-    let asked = status_of(err)
-        .and_then(|s| s.details.as_ref())
-        .map(|d| d.retry_after_seconds)
-        .filter(|s| *s > 0)
-        .map(|s| Duration::from_secs(u64::from(s).min(30)));
-    let base = asked.unwrap_or_else(|| Duration::from_millis(100 * 2u64.pow(attempt)));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
-}
-
-/// Runs a request, trying it again while it fails for a passing reason (429, 5xx, no connection).
-pub(crate) async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, kube::Error>>,
-{
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
-                tokio::time::sleep(backoff(&e, attempt)).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-fn owner_of(secret: &Secret) -> Option<&str> {
+/// The value of our ownership label on a Secret, if it has one.
+pub(crate) fn owner_of(secret: &Secret) -> Option<&str> {
     secret
         .metadata
         .labels
@@ -284,9 +222,12 @@ impl Writer<'_> {
     }
 
     async fn update_once(&self) -> Result<Action, WriteError> {
-        let patch = Patch::Json::<()>(self.desired.patch.clone());
         let params = PatchParams::default();
-        let patched = retrying(|| self.api.patch(&self.desired.name, &params, &patch)).await;
+        let patched = retrying(|| {
+            self.api
+                .patch(&self.desired.name, &params, &self.desired.patch)
+        })
+        .await;
         match patched {
             Ok(_) => return Ok(Action::Updated),
             Err(e) if code_of(&e) == Some(404) => {
@@ -386,13 +327,7 @@ impl Writer<'_> {
     /// Deletes `existing` (only if it is still the object we looked at) and creates ours. If the
     /// create fails, puts the old Secret back, so the namespace keeps a Secret either way.
     async fn recreate_existing(&self, existing: Secret) -> Result<Action, WriteError> {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: existing.metadata.uid.clone(),
-                resource_version: existing.metadata.resource_version.clone(),
-            }),
-            ..DeleteParams::default()
-        };
+        let params = exact_delete(&existing.metadata);
         match retrying(|| self.api.delete(&self.desired.name, &params)).await {
             Ok(_) => {}
             Err(e) if code_of(&e) == Some(404) => {}
@@ -455,7 +390,10 @@ mod tests {
             "2026-01-01T00:00:00Z".to_string(),
         )]);
         let d = DesiredSecret::new("ecr", b"{}", ann);
-        let v = serde_json::to_value(&d.patch).unwrap();
+        let Patch::Json(ops) = &d.patch else {
+            panic!("the update patch is a JSON patch")
+        };
+        let v = serde_json::to_value(ops).unwrap();
         assert_eq!(
             v,
             json!([

@@ -1,14 +1,15 @@
 //! A recording front for an AWS emulator (moto): it forwards every request upstream and logs
 //! which operation was called in which region, or answers with an injected AWS error instead.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
+
+use crate::http;
 
 /// One AWS call as the front saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,35 +49,17 @@ pub struct AwsFront {
 impl AwsFront {
     /// Starts a front on a free loopback port that forwards to `upstream` (e.g. `http://127.0.0.1:5000`).
     pub async fn start(upstream: &str) -> std::io::Result<AwsFront> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let upstream: hyper::Uri = upstream
             .parse()
             .map_err(|e| std::io::Error::other(format!("bad upstream URL: {e}")))?;
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
         let state = shared.clone();
-        tokio::spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
-                    _ = &mut rx => return,
-                };
-                let (state, client, upstream) = (state.clone(), client.clone(), upstream.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let (state, client, upstream) =
-                            (state.clone(), client.clone(), upstream.clone());
-                        async move { Ok::<_, Infallible>(forward(req, state, client, upstream).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (addr, tx) = http::serve("127.0.0.1:0", move |req| {
+            forward(req, state.clone(), client.clone(), upstream.clone())
+        })
+        .await?;
         Ok(AwsFront {
             shared,
             addr,
@@ -99,25 +82,6 @@ impl AwsFront {
     pub fn fail(&self, fault: AwsFault) {
         self.shared.lock().unwrap_or_else(|e| e.into_inner()).fault = Some(fault);
     }
-}
-
-fn text_response(
-    status: u16,
-    headers: &[(&str, String)],
-    body: String,
-) -> hyper::Response<Full<Bytes>> {
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-    for (k, v) in headers {
-        if let (Ok(k), Ok(v)) = (
-            hyper::header::HeaderName::from_bytes(k.as_bytes()),
-            hyper::header::HeaderValue::from_str(v),
-        ) {
-            resp.headers_mut().insert(k, v);
-        }
-    }
-    resp
 }
 
 /// The operation name: from `X-Amz-Target` (JSON protocols), or `Action=` in a query-protocol body.
@@ -180,7 +144,7 @@ async fn forward(
     };
     if let Some(f) = fault {
         let body = format!(r#"{{"__type":"{}","message":"{}"}}"#, f.code, f.message);
-        return text_response(
+        return http::response(
             f.status,
             &[
                 ("content-type", "application/x-amz-json-1.1".into()),
@@ -203,7 +167,7 @@ async fn forward(
     );
     parts.uri = match uri.parse() {
         Ok(u) => u,
-        Err(e) => return text_response(502, &[], format!("bad upstream URI: {e}")),
+        Err(e) => return http::response(502, &[], format!("bad upstream URI: {e}")),
     };
     match client
         .request(hyper::Request::from_parts(parts, Full::new(body)))
@@ -218,6 +182,6 @@ async fn forward(
                 .unwrap_or_default();
             hyper::Response::from_parts(parts, Full::new(body))
         }
-        Err(e) => text_response(502, &[], format!("upstream failed: {e}")),
+        Err(e) => http::response(502, &[], format!("upstream failed: {e}")),
     }
 }

@@ -11,6 +11,7 @@
 //! with its real kube client.
 
 mod aws;
+mod http;
 mod metadata;
 mod rbac;
 mod server;
@@ -178,11 +179,9 @@ impl FakeKube {
 
     /// Starts a server on the given address, on the current tokio runtime.
     pub async fn start_on(addr: &str) -> std::io::Result<FakeKube> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(server::serve(listener, state.clone(), rx));
+        let shared = state.clone();
+        let (addr, tx) = http::serve(addr, move |req| server::handle(req, shared.clone())).await?;
         Ok(FakeKube {
             state,
             addr,

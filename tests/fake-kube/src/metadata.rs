@@ -4,13 +4,11 @@
 //! IMDSv2 is followed as the real one behaves: a session token from `PUT /latest/api/token`
 //! (which must carry a TTL header, and whose answer echoes it), required on every `GET`.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Method, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
+
+use crate::http::{self, Response};
 
 const ROLE: &str = "node-role";
 const IMDS_TOKEN: &str = "imds-session-token";
@@ -36,29 +34,12 @@ impl MetadataServer {
         creds: IssuedCredentials,
         container_token: &str,
     ) -> std::io::Result<MetadataServer> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let hits = Arc::new(Mutex::new(Vec::new()));
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let (h, token) = (hits.clone(), container_token.to_string());
-        tokio::spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
-                    _ = &mut rx => return,
-                };
-                let (h, creds, token) = (h.clone(), creds.clone(), token.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let (h, creds, token) = (h.clone(), creds.clone(), token.clone());
-                        async move { Ok::<_, Infallible>(answer(req, &h, &creds, &token)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (addr, tx) = http::serve("127.0.0.1:0", move |req| {
+            std::future::ready(answer(req, &h, &creds, &token))
+        })
+        .await?;
         Ok(MetadataServer {
             addr,
             hits,
@@ -76,19 +57,8 @@ impl MetadataServer {
     }
 }
 
-fn reply(
-    status: u16,
-    body: String,
-    headers: &[(&'static str, String)],
-) -> hyper::Response<Full<Bytes>> {
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    for (k, v) in headers {
-        if let Ok(v) = v.parse() {
-            resp.headers_mut().insert(*k, v);
-        }
-    }
-    resp
+fn reply(status: u16, body: String, headers: &[(&'static str, String)]) -> Response {
+    http::response(status, headers, body)
 }
 
 fn credentials_json(c: &IssuedCredentials, imds: bool) -> String {
@@ -111,7 +81,7 @@ fn answer(
     hits: &Mutex<Vec<String>>,
     creds: &IssuedCredentials,
     container_token: &str,
-) -> hyper::Response<Full<Bytes>> {
+) -> Response {
     let path = req.uri().path().to_string();
     hits.lock()
         .unwrap_or_else(|e| e.into_inner())

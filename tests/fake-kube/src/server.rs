@@ -1,19 +1,16 @@
 //! The HTTP side: routing, the REST semantics of each verb, faults, the request log.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+use hyper::Method;
 use hyper::body::{Bytes, Incoming};
-use hyper::{Method, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
+use crate::http::{self, Response};
 use crate::store::{Requirement, name_of, parse_selector};
 use crate::{Request, State, rbac};
-
-type Response = hyper::Response<Full<Bytes>>;
 
 /// Resources the server knows, with their kind and whether they are namespaced.
 const RESOURCES: &[(&str, &str)] = &[
@@ -22,33 +19,6 @@ const RESOURCES: &[(&str, &str)] = &[
     ("events", "Event"),
     ("configmaps", "ConfigMap"),
 ];
-
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<Mutex<State>>,
-    mut shutdown: tokio::sync::oneshot::Receiver<()>,
-) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-            _ = &mut shutdown => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(req, state).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
 
 /// The conventional `reason` for an HTTP status, as the API server's Status objects carry it.
 pub(crate) fn reason_for(status: u16) -> &'static str {
@@ -141,13 +111,11 @@ impl Status {
 }
 
 fn json_response(code: u16, body: &Value) -> Response {
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    resp
+    http::response(
+        code,
+        &[("content-type", "application/json".into())],
+        body.to_string(),
+    )
 }
 
 /// What a request path addresses.
@@ -241,7 +209,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State>>) -> Response {
+pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State>>) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
