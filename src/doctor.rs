@@ -13,7 +13,7 @@ use kube::{Api, Client};
 
 use crate::config::{Config, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
 use crate::kube_calls::describe;
-use crate::registry::{Registry, group_by_scope};
+use crate::registry::group_by_scope;
 use crate::secrets::{EXPIRES_AT_ANNOTATION, owner_of};
 use crate::{cluster, credentials, ecr, refresh};
 
@@ -122,10 +122,19 @@ async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
         (Ok((account, arn)), empty) => {
             rows.push(row("AWS identity", Status::Ok, arn.clone(), ""));
             if empty {
-                let region = aws.sdk.region().map(|r| r.to_string()).unwrap_or_default();
-                Registry::for_account(account, &region, config.aws.fips)
-                    .map(|r| vec![r])
-                    .unwrap_or_default()
+                match refresh::caller_registry(&aws.sdk, account, config.aws.fips) {
+                    Ok(r) => vec![r],
+                    // Without a registry there is no token to check: say so rather than pass.
+                    Err(e) => {
+                        rows.push(row(
+                            "ECR registry",
+                            Status::Fail,
+                            e.to_string(),
+                            "pass --region, or name the registries with --registries",
+                        ));
+                        return;
+                    }
+                }
             } else {
                 config.registries.clone()
             }

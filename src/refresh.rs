@@ -66,6 +66,16 @@ pub struct Tokens {
     pub calls: usize,
 }
 
+/// The caller's own registry in the configured region, with that partition's suffix.
+pub fn caller_registry(
+    sdk: &aws_config::SdkConfig,
+    account: &str,
+    fips: bool,
+) -> Result<Registry, crate::registry::RegistryError> {
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+    Registry::for_account(account, &region, fips)
+}
+
 /// Credentials, the registry list, and one token per region.
 pub async fn tokens(config: &Config) -> Result<Tokens, SetupError> {
     let hint = config.registries.first().map(|r| r.region.as_str());
@@ -73,8 +83,7 @@ pub async fn tokens(config: &Config) -> Result<Tokens, SetupError> {
     tracing::info!(source = aws.source, "AWS credentials found");
     let registries = if config.registries.is_empty() {
         let account = credentials::caller_account(&aws.sdk).await?;
-        let region = aws.sdk.region().map(|r| r.to_string()).unwrap_or_default();
-        vec![Registry::for_account(&account, &region, config.aws.fips)?]
+        vec![caller_registry(&aws.sdk, &account, config.aws.fips)?]
     } else {
         config.registries.clone()
     };
