@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::labels::Selector;
-use crate::namespaces::NamespaceSpec;
-use crate::registry::{Registry, RegistryError, is_region};
-use crate::roles_anywhere::{self, Passphrase, RaError};
+use crate::aws::registry::{Registry, RegistryError, is_region};
+use crate::aws::roles_anywhere::{self, Passphrase, RaError};
+use crate::aws::settings::{AssumeRole, AwsSettings, CredentialsSource, is_role_arn};
+use crate::cluster::labels::Selector;
+use crate::cluster::namespaces::NamespaceSpec;
 
 /// The label that marks the Secrets this tool owns.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -26,25 +27,6 @@ pub enum Strategy {
     /// Delete the Secret and create it again, as `kubectl delete` + `kubectl create` do.
     /// There is a short window in which pods that start cannot pull.
     Recreate,
-}
-
-/// Where AWS credentials come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CredentialsSource {
-    /// The first that works of: env, profile, web-identity, container, imds.
-    Auto,
-    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
-    Env,
-    /// The shared config and credentials files (AWS_PROFILE), including credential_process and SSO.
-    Profile,
-    /// IRSA: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN.
-    WebIdentity,
-    /// EKS Pod Identity or ECS: AWS_CONTAINER_CREDENTIALS_FULL_URI / _RELATIVE_URI.
-    Container,
-    /// The EC2 instance metadata service (IMDSv2), i.e. the node's role.
-    Imds,
-    /// IAM Roles Anywhere with the --ra-* certificate and key (chosen by `auto` when they are set).
-    RolesAnywhere,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -385,25 +367,6 @@ pub struct KubeTarget {
     pub context: Option<String>,
 }
 
-/// How to obtain AWS credentials, and for which region.
-#[derive(Debug, Clone)]
-pub struct AwsSettings {
-    pub source: CredentialsSource,
-    /// The region given on the command line, if any.
-    pub region: Option<String>,
-    /// Whether the default registry uses the FIPS endpoint.
-    pub fips: bool,
-    pub assume_role: Option<AssumeRole>,
-    pub roles_anywhere: Option<roles_anywhere::Settings>,
-}
-
-#[derive(Debug, Clone)]
-pub struct AssumeRole {
-    pub role_arn: String,
-    pub external_id: Option<String>,
-    pub session_name: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
@@ -459,24 +422,13 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
-/// Whether `s` is an IAM role ARN, in any partition.
-pub fn is_role_arn(s: &str) -> bool {
-    let parts: Vec<&str> = s.splitn(6, ':').collect();
-    matches!(parts.as_slice(),
-        ["arn", partition, "iam", "", account, resource]
-            if partition.starts_with("aws")
-            && account.len() == 12
-            && account.bytes().all(|b| b.is_ascii_digit())
-            && resource.strip_prefix("role/").is_some_and(|r| !r.is_empty()))
-}
-
 impl Cli {
     /// Checks every flag and builds the typed configuration.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let names = |flag: &'static str, list: &[String]| -> Result<Vec<String>, ConfigError> {
             let mut out: Vec<String> = Vec::new();
             for ns in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-                let valid = if crate::labels::is_pattern(ns) {
+                let valid = if crate::cluster::labels::is_pattern(ns) {
                     ns.chars()
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-*?".contains(c))
                 } else {

@@ -1,28 +1,22 @@
-//! ecr-secret-refresher: keeps Kubernetes image-pull secrets for Amazon ECR fresh.
+//! ecr-secret-refresher: keeps Kubernetes image-pull secrets for Amazon ECR fresh, and answers
+//! the kubelet's image credential provider requests.
 //!
-//! One run is one pass of a pipeline, one module per stage:
-//! [`config`] → [`credentials`] → [`ecr`] (per [`registry`] scope) → [`dockerconfig`] →
-//! [`secrets`] (per namespace, through [`cluster`]) → [`report`]. [`refresh`] runs the stages.
+//! Two halves and thin commands on top:
+//! - [`aws`]: credentials (Roles Anywhere included), registry hostnames, ECR tokens. It knows
+//!   nothing of Kubernetes and serves both ways of pulling.
+//! - [`cluster`]: the Kubernetes side of the refresh mode: namespaces, the pull Secret,
+//!   ServiceAccounts, Events, pruning.
+//! - [`commands`]: `refresh`, `doctor`, `credential-process`, each a short pipeline over the two.
+//!
+//! [`config`] turns flags into typed settings for both halves; [`report`], [`logging`],
+//! [`shutdown`], [`sensitive`] and [`errors`] are the small pieces every command shares.
 
+pub mod aws;
 pub mod cluster;
+pub mod commands;
 pub mod config;
-pub mod credential_process;
-pub mod credentials;
-pub mod dockerconfig;
-pub mod doctor;
-pub mod ecr;
 pub mod errors;
-pub mod events;
-pub mod kube_calls;
-pub mod labels;
 pub mod logging;
-pub mod namespaces;
-pub mod prune;
-pub mod refresh;
-pub mod registry;
 pub mod report;
-pub mod roles_anywhere;
-pub mod secrets;
 pub mod sensitive;
-pub mod service_accounts;
 pub mod shutdown;

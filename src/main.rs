@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use ecr_secret_refresher::commands::{credential_process, doctor, refresh};
 use ecr_secret_refresher::config::{Cli, Command};
+use ecr_secret_refresher::logging;
 use ecr_secret_refresher::report::RunStatus;
-use ecr_secret_refresher::{credential_process, doctor, logging, refresh};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::secrets::{Action, WriteError};
+use crate::cluster::secrets::{Action, WriteError};
 use crate::shutdown;
 
 /// What happened in one namespace.

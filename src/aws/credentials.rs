@@ -29,9 +29,9 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
-use crate::config::{AwsSettings, CredentialsSource};
+use crate::aws::roles_anywhere::{RaError, RolesAnywhere};
+use crate::aws::settings::{AwsSettings, CredentialsSource};
 use crate::errors;
-use crate::roles_anywhere::{RaError, RolesAnywhere};
 
 /// How long IMDS may take to answer before we decide we are not on EC2.
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);

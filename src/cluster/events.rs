@@ -14,7 +14,7 @@ const COMPONENT: &str = "ecr-secret-refresher";
 /// Records the failure; a failure to record it is only logged.
 pub async fn refresh_failed(client: Client, namespace: &str, secret: &str, message: &str) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let found = crate::kube_calls::retrying(|| secrets.get_opt(secret)).await;
+    let found = crate::cluster::calls::retrying(|| secrets.get_opt(secret)).await;
     let involved = match found {
         Ok(Some(s)) => ObjectReference {
             api_version: Some("v1".into()),
@@ -58,7 +58,7 @@ pub async fn refresh_failed(client: Client, namespace: &str, secret: &str, messa
     };
     let events: Api<Event> = Api::namespaced(client, namespace);
     let params = PostParams::default();
-    if let Err(e) = crate::kube_calls::retrying(|| events.create(&params, &event)).await {
-        tracing::warn!(namespace = %namespace, "could not record a {REASON} Event: {}", crate::kube_calls::describe(&e));
+    if let Err(e) = crate::cluster::calls::retrying(|| events.create(&params, &event)).await {
+        tracing::warn!(namespace = %namespace, "could not record a {REASON} Event: {}", crate::cluster::calls::describe(&e));
     }
 }

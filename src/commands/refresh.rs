@@ -11,19 +11,21 @@ use jiff::{Timestamp, Unit};
 use kube::Client;
 use serde_json::json;
 
-use crate::config::{Config, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use crate::dockerconfig::{RegistryAuth, docker_config_json, redacted_docker_config_json};
-use crate::namespaces::{self, Selection, Target};
-use crate::registry::{Registry, group_by_scope};
-use crate::report::{NamespaceResult, Outcome, RunStatus, Summary, log_result, log_summary};
-use crate::secrets::WriteError;
-use crate::secrets::{
+use crate::aws::ecr::RegistryAuth;
+use crate::aws::registry::{Registry, group_by_scope};
+use crate::aws::{credentials, ecr};
+use crate::cluster::dockerconfig::{docker_config_json, redacted_docker_config_json};
+use crate::cluster::namespaces::{self, Selection, Target};
+use crate::cluster::secrets::WriteError;
+use crate::cluster::secrets::{
     self, DOCKER_CONFIG_JSON, DOCKER_CONFIG_KEY, DesiredSecret, EXPIRES_AT_ANNOTATION,
     REFRESHED_AT_ANNOTATION, REGISTRIES_ANNOTATION,
 };
-use crate::service_accounts::{self, SaOutcome};
+use crate::cluster::service_accounts::{self, SaOutcome};
+use crate::cluster::{self, events, prune};
+use crate::config::{Config, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::report::{NamespaceResult, Outcome, RunStatus, Summary, log_result, log_summary};
 use crate::shutdown::Stop;
-use crate::{cluster, credentials, ecr, events, prune};
 
 /// Failures that stop the run before any namespace is written.
 #[derive(Debug, thiserror::Error)]
@@ -31,11 +33,11 @@ pub enum SetupError {
     #[error(transparent)]
     Aws(#[from] credentials::AwsSetupError),
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] crate::aws::registry::RegistryError),
     #[error(transparent)]
     Ecr(#[from] ecr::EcrError),
     #[error(transparent)]
-    Cluster(#[from] cluster::ClusterError),
+    Cluster(#[from] cluster::client::ClusterError),
     #[error(
         "cannot list namespaces: {0}. Patterns in --namespaces, --namespace-selector and --prune need `list` on namespaces; name the namespaces exactly to do without"
     )]
@@ -71,7 +73,7 @@ pub fn caller_registry(
     sdk: &aws_config::SdkConfig,
     account: &str,
     fips: bool,
-) -> Result<Registry, crate::registry::RegistryError> {
+) -> Result<Registry, crate::aws::registry::RegistryError> {
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     Registry::for_account(account, &region, fips)
 }
@@ -104,7 +106,7 @@ pub async fn select_namespaces(client: &Client, config: &Config) -> Result<Selec
     }
     let listed = namespaces::list(client.clone())
         .await
-        .map_err(|e| SetupError::ListNamespaces(crate::kube_calls::describe(&e)))?;
+        .map_err(|e| SetupError::ListNamespaces(crate::cluster::calls::describe(&e)))?;
     Ok(spec.select(Some(&listed)))
 }
 
@@ -135,7 +137,7 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     let client = if config.dry_run && !config.namespaces.needs_listing() {
         None
     } else {
-        Some(cluster::client(&config.kube).await?)
+        Some(cluster::client::connect(&config.kube).await?)
     };
     let selection = match &client {
         Some(c) => before(deadline, "listing namespaces", select_namespaces(c, config)).await?,

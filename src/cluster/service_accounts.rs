@@ -6,7 +6,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::kube_calls::{code_of, describe, retrying};
+use crate::cluster::calls::{code_of, describe, retrying};
 
 /// What happened to one ServiceAccount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

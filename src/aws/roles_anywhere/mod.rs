@@ -18,7 +18,7 @@ use aws_credential_types::provider::{ProvideCredentials, future};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::registry::{dns_suffix, is_region};
+use crate::aws::registry::{dns_suffix, is_region};
 use crate::sensitive::Sensitive;
 use keys::{Certificate, KeyError, SigningKey};
 use session::SessionCredentials;
@@ -128,7 +128,7 @@ impl Settings {
                 profile: profile_region,
             });
         }
-        if !crate::config::is_role_arn(&role_arn) {
+        if !crate::aws::settings::is_role_arn(&role_arn) {
             return Err(RaError::Arn {
                 flag: "--ra-role-arn",
                 value: role_arn,

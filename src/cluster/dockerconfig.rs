@@ -6,16 +6,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 
+use crate::aws::ecr::RegistryAuth;
 use crate::sensitive::Sensitive;
-
-/// Credentials for one registry host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryAuth {
-    /// Bare hostname: some runtimes do not match `https://` keys.
-    pub host: String,
-    pub username: String,
-    pub password: Sensitive,
-}
 
 #[derive(Serialize)]
 struct DockerConfig<'a> {

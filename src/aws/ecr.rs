@@ -6,10 +6,18 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::Timestamp;
 
-use crate::dockerconfig::RegistryAuth;
+use crate::aws::registry::TokenScope;
 use crate::errors;
-use crate::registry::TokenScope;
 use crate::sensitive::Sensitive;
+
+/// Credentials for one registry host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    /// Bare hostname: some runtimes do not match `https://` keys.
+    pub host: String,
+    pub username: String,
+    pub password: Sensitive,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EcrError {

@@ -21,7 +21,8 @@ pub enum ClusterError {
     Client(String),
 }
 
-pub async fn client(target: &KubeTarget) -> Result<Client, ClusterError> {
+/// A client for the cluster `target` names.
+pub async fn connect(target: &KubeTarget) -> Result<Client, ClusterError> {
     let options = KubeConfigOptions {
         context: target.context.clone(),
         ..KubeConfigOptions::default()

@@ -9,9 +9,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
+use crate::cluster::calls::{code_of, describe, exact_delete, retrying};
+use crate::cluster::secrets::owner_of;
 use crate::config::MANAGED_BY_VALUE;
-use crate::kube_calls::{code_of, describe, exact_delete, retrying};
-use crate::secrets::owner_of;
 
 /// What pruning did in one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
+use crate::cluster::calls::{code_of, describe, exact_delete, retrying, status_of};
 use crate::config::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
-use crate::kube_calls::{code_of, describe, exact_delete, retrying, status_of};
 
 /// The Secret type for image-pull secrets.
 pub const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";

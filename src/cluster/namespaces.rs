@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use crate::labels::{Selector, glob_matches, is_pattern};
+use crate::cluster::labels::{Selector, glob_matches, is_pattern};
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default)]
@@ -115,7 +115,7 @@ impl NamespaceSpec {
 pub async fn list(client: Client) -> Result<Vec<Listed>, kube::Error> {
     let api: Api<Namespace> = Api::all(client);
     let params = ListParams::default();
-    let list = crate::kube_calls::retrying(|| api.list(&params)).await?;
+    let list = crate::cluster::calls::retrying(|| api.list(&params)).await?;
     Ok(list
         .items
         .into_iter()

@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
+use crate::aws::roles_anywhere::{RaError, RolesAnywhere};
 use crate::config::{ConfigError, RolesAnywhereArgs};
-use crate::roles_anywhere::{RaError, RolesAnywhere};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialProcessError {

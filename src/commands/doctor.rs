@@ -11,11 +11,13 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::{Api, Client};
 
+use crate::aws::registry::group_by_scope;
+use crate::aws::{credentials, ecr};
+use crate::cluster;
+use crate::cluster::calls::describe;
+use crate::cluster::secrets::{EXPIRES_AT_ANNOTATION, owner_of};
+use crate::commands::refresh;
 use crate::config::{Config, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
-use crate::kube_calls::describe;
-use crate::registry::group_by_scope;
-use crate::secrets::{EXPIRES_AT_ANNOTATION, owner_of};
-use crate::{cluster, credentials, ecr, refresh};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -276,7 +278,7 @@ async fn namespace_rows(client: &Client, config: &Config, namespace: &str) -> Ve
 }
 
 async fn cluster_checks(config: &Config, rows: &mut Vec<Check>) {
-    let client = match cluster::client(&config.kube).await {
+    let client = match cluster::client::connect(&config.kube).await {
         Ok(c) => c,
         Err(e) => {
             rows.push(row(

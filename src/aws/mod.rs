@@ -1,0 +1,10 @@
+//! The AWS side: where credentials come from (the SDK's chain or IAM Roles Anywhere), which
+//! registries a hostname names, and the ECR tokens for them. Nothing here knows Kubernetes, so
+//! the refresh mode and any other consumer of tokens share it.
+
+pub mod credentials;
+pub mod ecr;
+pub mod image;
+pub mod registry;
+pub mod roles_anywhere;
+pub mod settings;

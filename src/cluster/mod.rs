@@ -1,0 +1,12 @@
+//! The Kubernetes side of the refresh mode: the client, namespace selection, writing the pull
+//! Secret, ServiceAccounts, Events and pruning. It takes the tokens as given.
+
+pub mod calls;
+pub mod client;
+pub mod dockerconfig;
+pub mod events;
+pub mod labels;
+pub mod namespaces;
+pub mod prune;
+pub mod secrets;
+pub mod service_accounts;

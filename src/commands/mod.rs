@@ -1,0 +1,5 @@
+//! The subcommands, each a short pipeline over [`crate::aws`] and [`crate::cluster`].
+
+pub mod credential_process;
+pub mod doctor;
+pub mod refresh;
