@@ -2,6 +2,8 @@
 //! binary runs against the fake API server while it enforces the rules rendered from the
 //! overlays, through every path that writes a Secret, and the (verb, resource) pairs it used
 //! must be exactly the ones the rules grant. The configuration names only flags that exist.
+//! The CronJob and the initial Job retry a failed run within the hour of slack the schedule
+//! leaves. (The admission policy is tested in admission_policy.rs.)
 
 mod common;
 
@@ -294,4 +296,160 @@ async fn service_accounts_component_grants_what_patching_uses() {
     assert_used_is_granted(&h, &rules);
     let sa = h.kube.get("serviceaccounts", "team-b", "default").unwrap();
     assert_eq!(sa["imagePullSecrets"], json!([{"name": "ecr"}]));
+}
+
+/// What the Job controller does with a failed pod under `podFailurePolicy`: the first rule that
+/// matches decides, and a failure no rule matches counts towards `backoffLimit`.
+fn pod_failure_action(
+    policy: &Value,
+    container: &str,
+    exit_code: i64,
+    disrupted: bool,
+) -> &'static str {
+    for rule in policy["rules"].as_array().expect("podFailurePolicy rules") {
+        let matches = if let Some(codes) = rule.get("onExitCodes") {
+            let ours = codes["containerName"]
+                .as_str()
+                .is_none_or(|name| name == container);
+            let listed = codes["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v.as_i64() == Some(exit_code));
+            ours && match codes["operator"].as_str().unwrap() {
+                "In" => listed,
+                "NotIn" => !listed,
+                other => panic!("unknown operator {other}"),
+            }
+        } else {
+            rule["onPodConditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "DisruptionTarget" && c["status"] == "True" && disrupted)
+        };
+        if matches {
+            return match rule["action"].as_str().unwrap() {
+                "FailJob" => "FailJob",
+                "Ignore" => "Ignore",
+                "Count" => "Count",
+                other => panic!("unexpected action {other}"),
+            };
+        }
+    }
+    "Count"
+}
+
+/// The longest gap between two runs of a `0 */N * * *` schedule, in seconds.
+fn longest_gap(schedule: &str) -> i64 {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    assert_eq!(
+        (fields[0], &fields[2..]),
+        ("0", &["*", "*", "*"][..]),
+        "{schedule}"
+    );
+    let every: i64 = fields[1].strip_prefix("*/").unwrap().parse().unwrap();
+    let hours: Vec<i64> = (0..24).step_by(every as usize).collect();
+    let gaps = hours
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .chain([24 - hours.last().unwrap() + hours[0]]);
+    gaps.max().unwrap() * 3600
+}
+
+fn seconds(duration: &str) -> i64 {
+    let (n, unit) = duration.split_at(duration.len() - 1);
+    let n: i64 = n.parse().unwrap();
+    match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => panic!("unexpected duration {duration}"),
+    }
+}
+
+/// A failed run is retried within the hour before the Secrets of the last good run expire;
+/// a configuration error (exit 2) fails at once; disruptions do not count; and the initial
+/// Job behaves the same as the CronJob's.
+#[test]
+fn jobs_retry_within_the_slack_and_fail_fast_on_exit_2() {
+    // ECR passwords live 12 hours.
+    const PASSWORD_LIFETIME: i64 = 12 * 3600;
+    // Kubernetes' back-off before a failed pod is replaced: 10 s, doubling, capped at 6 min.
+    let backoff = |retry: u32| (10i64 << retry.min(6)).min(360);
+    for overlay in OVERLAYS {
+        let objects = render(overlay);
+        let cron = objects.iter().find(|o| o["kind"] == "CronJob").unwrap();
+        let job = objects.iter().find(|o| o["kind"] == "Job").unwrap();
+        assert_eq!(cron["spec"]["schedule"], "0 */11 * * *", "{overlay}");
+        let slack = PASSWORD_LIFETIME - longest_gap(cron["spec"]["schedule"].as_str().unwrap());
+        assert_eq!(slack, 3600, "{overlay}");
+        let cm = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+        let run_timeout = seconds(cm["data"]["ECR_REFRESHER_TIMEOUT"].as_str().unwrap());
+
+        let cron_spec = &cron["spec"]["jobTemplate"]["spec"];
+        for (what, spec) in [("CronJob", cron_spec), ("Job", &job["spec"])] {
+            let ctx = format!("{overlay} {what}");
+            let pod = &spec["template"]["spec"];
+            assert_eq!(
+                pod["restartPolicy"], "Never",
+                "{ctx}: podFailurePolicy needs it"
+            );
+            let container = pod["containers"][0]["name"].as_str().unwrap();
+            let policy = &spec["podFailurePolicy"];
+            assert_eq!(
+                pod_failure_action(policy, container, 2, false),
+                "FailJob",
+                "{ctx}"
+            );
+            assert_eq!(
+                pod_failure_action(policy, container, 1, false),
+                "Count",
+                "{ctx}"
+            );
+            // Killed at the pod's deadline: retried.
+            assert_eq!(
+                pod_failure_action(policy, container, 137, false),
+                "Count",
+                "{ctx}"
+            );
+            for code in [1, 2, 137, 143] {
+                assert_eq!(
+                    pod_failure_action(policy, container, code, true),
+                    "Ignore",
+                    "{ctx}"
+                );
+            }
+
+            let job_deadline = spec["activeDeadlineSeconds"].as_i64().unwrap();
+            let pod_deadline = pod["activeDeadlineSeconds"].as_i64().unwrap();
+            let retries = spec["backoffLimit"].as_i64().unwrap() as u32;
+            assert!(
+                job_deadline < slack,
+                "{ctx}: retries end before the last good run's passwords expire"
+            );
+            assert!(
+                run_timeout < pod_deadline,
+                "{ctx}: the refresher stops itself before the pod is killed"
+            );
+            assert!(
+                job_deadline >= 2 * pod_deadline,
+                "{ctx}: a retry fits even after an attempt that ran to its deadline"
+            );
+            assert!(retries >= 3, "{ctx}: backoffLimit {retries}");
+            let waited: i64 = (0..retries).map(backoff).sum();
+            assert!(
+                waited < job_deadline,
+                "{ctx}: every retry of a fast failure starts before the deadline ({waited} s)"
+            );
+            assert!(
+                waited > job_deadline / 2,
+                "{ctx}: fast failures are retried over most of the deadline ({waited} s)"
+            );
+        }
+        // The initial Job retries as the CronJob's runs do.
+        for field in ["backoffLimit", "activeDeadlineSeconds", "podFailurePolicy"] {
+            assert_eq!(cron_spec[field], job["spec"][field], "{overlay}: {field}");
+        }
+    }
 }
