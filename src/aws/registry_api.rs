@@ -161,19 +161,25 @@ async fn get_v2(
     }
 }
 
-/// Sorts a transport error by the I/O error at its root: rustls reports through `InvalidData`.
+/// Sorts a transport error by the I/O errors inside it: rustls failures surface as
+/// `InvalidData`. `io::Error::source` skips a wrapped error, so wrapped ones are opened by hand.
 fn classify(err: &(dyn std::error::Error + 'static)) -> Failure {
     let message = crate::errors::chain(err);
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> = vec![err];
+    while let Some(e) = pending.pop() {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 std::io::ErrorKind::TimedOut => return Failure::Timeout("a TCP connection"),
                 std::io::ErrorKind::InvalidData => return Failure::Tls(message),
                 _ => {}
             }
+            if let Some(inner) = io.get_ref() {
+                pending.push(inner);
+            }
         }
-        source = e.source();
+        if let Some(next) = e.source() {
+            pending.push(next);
+        }
     }
     Failure::Other(message)
 }
