@@ -103,7 +103,8 @@ fn digest(seed: &str) -> String {
 }
 
 /// A repository (in `account`) holding one image tagged `tag`, with an optional policy.
-async fn seed(account: &str, repo: &str, tag: &str, policy: Option<Value>) {
+/// Returns the image's digest as ECR computed it.
+async fn seed(account: &str, repo: &str, tag: &str, policy: Option<Value>) -> String {
     let ecr = moto_ecr();
     // moto outlives test runs: start from an empty repository.
     let _ = ecr
@@ -125,7 +126,8 @@ async fn seed(account: &str, repo: &str, tag: &str, policy: Option<Value>) {
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1469, "digest": digest("c")},
         "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2811, "digest": digest("a")}]
     });
-    ecr.put_image()
+    let put = ecr
+        .put_image()
         .registry_id(account)
         .repository_name(repo)
         .image_manifest(manifest.to_string())
@@ -133,6 +135,12 @@ async fn seed(account: &str, repo: &str, tag: &str, policy: Option<Value>) {
         .send()
         .await
         .expect("moto stores the image");
+    let image_digest = put
+        .image()
+        .and_then(|i| i.image_id())
+        .and_then(|id| id.image_digest())
+        .expect("PutImage answers the digest")
+        .to_string();
     if let Some(p) = policy {
         ecr.set_repository_policy()
             .registry_id(account)
@@ -152,6 +160,7 @@ async fn seed(account: &str, repo: &str, tag: &str, policy: Option<Value>) {
         .await
         .unwrap();
     assert_eq!(found.images().len(), 1);
+    image_digest
 }
 
 fn access_denied(operation: &str, action: &str, repo: &str, account: &str) -> AwsFault {
@@ -181,7 +190,10 @@ async fn doctor(
 ) -> Run {
     let mut args = vec!["doctor", "--image", image, "--registry-address", address];
     args.extend_from_slice(extra);
-    h.run_env(&args, env).await
+    let run = h.run_env(&args, env).await;
+    // Shown when a test fails, and with --nocapture (how the README samples were captured).
+    println!("$ ecr-secret-refresher {}\n{}", args.join(" "), run.stdout);
+    run
 }
 
 /// The row whose name starts with `name`, and its fix line (empty when there is none).
@@ -265,7 +277,7 @@ fn list_ecr_in_sa(h: &Harness, ns: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_step_passes_for_a_pullable_image_and_nothing_is_written() {
     let h = Harness::new(&["team-a"]).await;
-    seed(ACCOUNT, "doctor/pass", "v1", None).await;
+    let image_digest = seed(ACCOUNT, "doctor/pass", "v1", None).await;
     h.kube.put(
         "secrets",
         "team-a",
@@ -303,7 +315,11 @@ async fn every_step_passes_for_a_pullable_image_and_nothing_is_written() {
             && image_row.contains("repository doctor/pass, tag v1"),
         "{image_row}"
     );
-    assert!(row(&run, "Image exists").0.contains(&digest("a")[..7]));
+    let (exists, _) = row(&run, "Image exists");
+    assert!(
+        exists.contains(&format!("doctor/pass:v1 in 123456789012 is {image_digest}")),
+        "{exists}"
+    );
     assert!(row(&run, "Registry endpoint").0.contains("answered 200"));
     // The stand-in saw the right Host header and the token as Basic auth.
     let seen = registry.requests();
@@ -1063,4 +1079,44 @@ async fn doctor_image_flags_are_checked_before_anything_runs() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--image"), "{}", run.stderr);
     assert!(h.aws.calls().is_empty() && h.kube.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn independent_problems_are_all_reported_in_one_run() {
+    let h = Harness::new(&["team-a"]).await;
+    seed(OTHER_ACCOUNT, "doctor/many", "v1", None).await;
+    h.aws.fail(access_denied(
+        "BatchGetImage",
+        "ecr:BatchGetImage",
+        "doctor/many",
+        OTHER_ACCOUNT,
+    ));
+    // A Secret from a refresh that stopped running (moto's token expired in 2015).
+    assert_eq!(
+        h.run(&[
+            "--namespaces",
+            "team-a",
+            "--registries",
+            &host(OTHER_ACCOUNT)
+        ])
+        .await
+        .code,
+        0
+    );
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/many:v1", host(OTHER_ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a"],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    assert_row(&run, "Image exists", "ok");
+    assert_row(&run, "Pull permission", "FAIL");
+    assert_row(&run, "Registry endpoint", "ok");
+    assert_row(&run, "Secret team-a/ecr", "FAIL");
+    assert_row(&run, "ServiceAccount team-a/default", "FAIL");
 }

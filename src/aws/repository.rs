@@ -377,15 +377,14 @@ fn glob(pattern: &str, action: &str) -> bool {
     go(pattern.as_bytes(), action.as_bytes())
 }
 
-/// The repository policy statement that lets `principal` pull, as JSON to paste.
+/// The repository policy statement that lets `principal` pull, as JSON to paste, with its keys
+/// in the order people write them.
 pub fn pull_statement(principal: &str) -> String {
-    serde_json::json!({
-        "Sid": "AllowPull",
-        "Effect": "Allow",
-        "Principal": {"AWS": principal},
-        "Action": PULL_ACTIONS,
-    })
-    .to_string()
+    format!(
+        r#"{{"Sid":"AllowPull","Effect":"Allow","Principal":{{"AWS":{}}},"Action":{}}}"#,
+        Value::from(principal),
+        Value::from(PULL_ACTIONS.to_vec())
+    )
 }
 
 #[cfg(test)]

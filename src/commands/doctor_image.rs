@@ -124,7 +124,9 @@ pub async fn run(config: &Config, args: &DoctorArgs) -> Vec<Row> {
                     if registry.fips { ", FIPS" } else { "" },
                     image.repository,
                     match (&image.tag, &image.digest) {
-                        (_, Some(d)) => format!("digest {d}"),
+                        (Some(t), Some(d)) =>
+                            format!("tag {t} and digest {d} (the digest decides)"),
+                        (None, Some(d)) => format!("digest {d}"),
                         (Some(t), None) => format!("tag {t}"),
                         (None, None) => "tag latest (none given)".into(),
                     }
