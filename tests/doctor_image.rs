@@ -862,6 +862,18 @@ async fn the_pull_secret_must_exist_hold_the_registry_and_be_fresh() {
         )
     };
 
+    let typo = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &address,
+        &["--namespace", "team-aa"],
+    )
+    .await;
+    let (line, fix) = assert_row(&typo, "Secret team-aa/ecr", "FAIL");
+    assert!(line.contains("there is no namespace team-aa"), "{line}");
+    assert!(fix.contains("check --namespace"), "{fix}");
+
     let run = run_it().await;
     assert_eq!(run.code, 1);
     let (line, fix) = assert_row(&run, "Secret team-a/ecr", "FAIL");

@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -736,6 +736,14 @@ async fn secret_row(
 ) -> Row {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(&config.secret_name).await {
+        // A typo in --namespace looks the same from here: ask (reading namespaces may be denied).
+        Ok(None) if namespace_missing(client, namespace).await => bad(
+            Status::Fail,
+            name,
+            Some("NotFound"),
+            format!("there is no namespace {namespace}"),
+            "check --namespace: it must be the pod's namespace (kubectl get pod POD -o jsonpath='{.metadata.namespace}')",
+        ),
         Ok(None) => bad(
             Status::Fail,
             name,
@@ -757,6 +765,12 @@ async fn secret_row(
         ),
         Err(e) => api_failed(name, &e),
     }
+}
+
+/// Whether the namespace is known not to exist (a denied or failed lookup says nothing).
+async fn namespace_missing(client: &Client, namespace: &str) -> bool {
+    let api: Api<Namespace> = Api::all(client.clone());
+    matches!(api.get_opt(namespace).await, Ok(None))
 }
 
 /// Whether the Secret can serve a pull from `host`: ours, the right type, an entry for the
