@@ -169,7 +169,7 @@ fn access_denied(operation: &str, action: &str, repo: &str, account: &str) -> Aw
         status: 400,
         code: "AccessDeniedException".into(),
         message: format!(
-            "User: arn:aws:sts::{ACCOUNT}:assumed-role/eks-node/i-0abc is not authorized to perform: {action} on resource: arn:aws:ecr:us-east-1:{account}:repository/{repo} because no identity-based policy allows the {action} action"
+            "User: arn:aws:sts::{ACCOUNT}:user/moto is not authorized to perform: {action} on resource: arn:aws:ecr:us-east-1:{account}:repository/{repo} because no identity-based policy allows the {action} action"
         ),
     }
 }
@@ -831,7 +831,12 @@ async fn no_answer_unknown_name_or_wrong_certificate_get_their_own_hints() {
         line.contains("cannot resolve no-such-registry.invalid:443"),
         "{line}"
     );
-    assert!(fix.contains("DNS") && fix.contains("ecr.dkr"), "{fix}");
+    assert!(
+        fix.contains("DNS resolver")
+            && fix.contains("com.amazonaws.us-east-1.ecr.dkr")
+            && fix.contains("com.amazonaws.us-east-1.s3"),
+        "{fix}"
+    );
 
     // Without the test CA the certificate is not trusted: verification is real.
     let run = doctor(&h, h.base_env(), &image, &registry.address(), &[]).await;

@@ -637,8 +637,8 @@ async fn endpoint_row(registry: &Registry, connect_to: Option<&str>, auth: &Regi
             Some("DNS"),
             format!("cannot resolve {name}: {message}"),
             format!(
-                "check this machine's DNS; in a VPC without internet, the interface endpoint com.amazonaws.{}.ecr.dkr with private DNS makes the name resolve. {network}",
-                registry.region
+                "check this machine's DNS resolver; in a VPC without internet access, create the interface endpoints com.amazonaws.{r}.ecr.dkr and com.amazonaws.{r}.ecr.api with private DNS on (that makes the name resolve to them), and the gateway endpoint com.amazonaws.{r}.s3 for the layers",
+                r = registry.region
             ),
         ),
         V2Outcome::Timeout { stage, addrs } => bad(
