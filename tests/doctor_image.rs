@@ -422,12 +422,23 @@ async fn a_reference_that_is_not_private_ecr_says_what_to_do() {
         "{fix}"
     );
 
-    let run = h.run(&["doctor", "--image", "ghcr.io/org/app:v1"]).await;
+    let run = h
+        .run(&[
+            "doctor",
+            "--image",
+            "ghcr.io/org/app:v1",
+            "--namespace",
+            "team-a",
+        ])
+        .await;
     let (line, fix) = assert_row(&run, "Image ", "FAIL");
     assert!(
         line.contains("ghcr.io is not an ECR registry host") && fix.contains("ghcr.io"),
         "{line}\n{fix}"
     );
+    // Our Secret is no answer for another registry: it is not looked at.
+    assert_row(&run, "Secret team-a/ecr", "skip");
+    assert!(h.kube.requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

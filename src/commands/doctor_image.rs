@@ -107,10 +107,8 @@ pub async fn run(config: &Config, args: &DoctorArgs) -> Vec<Row> {
     let mut rows = Vec::new();
     let text = args.image.as_deref().unwrap_or_default();
     let parsed = reference(text);
-    let host = match &parsed {
-        Ok((image, _)) => Some(image.host.clone()),
-        Err((image, _)) => image.as_ref().map(|i| i.host.clone()),
-    };
+    // The Secret is checked for an ECR host only: for any other, its fix would be wrong.
+    let host = parsed.as_ref().ok().map(|(_, r)| r.host.clone());
     match parsed {
         Ok((image, registry)) => {
             rows.push(ok(
@@ -134,7 +132,7 @@ pub async fn run(config: &Config, args: &DoctorArgs) -> Vec<Row> {
             ));
             aws_rows(config, args, &image, &registry, &mut rows).await;
         }
-        Err((_, row)) => {
+        Err(row) => {
             rows.push(*row);
             for name in [
                 "AWS credentials",
@@ -145,6 +143,12 @@ pub async fn run(config: &Config, args: &DoctorArgs) -> Vec<Row> {
             ] {
                 rows.push(skip(name, "needs an ECR image reference"));
             }
+            if let Some(namespace) = &args.namespace {
+                rows.push(skip(
+                    format!("Secret {namespace}/{}", config.secret_name),
+                    "needs an ECR image reference",
+                ));
+            }
         }
     }
     if let (Some(namespace), Some(host)) = (&args.namespace, host) {
@@ -154,21 +158,17 @@ pub async fn run(config: &Config, args: &DoctorArgs) -> Vec<Row> {
 }
 
 /// Step 1: the reference and its registry, or the row that says what is wrong with it.
-#[allow(clippy::result_large_err)]
-fn reference(text: &str) -> Result<(ImageRef, Registry), (Option<ImageRef>, Box<Row>)> {
+fn reference(text: &str) -> Result<(ImageRef, Registry), Box<Row>> {
     let image: ImageRef = match text.parse() {
         Ok(i) => i,
         Err(e) => {
-            return Err((
+            return Err(Box::new(bad(
+                Status::Fail,
+                "Image",
                 None,
-                Box::new(bad(
-                    Status::Fail,
-                    "Image",
-                    None,
-                    e.to_string(),
-                    "write the image as ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG, exactly as the pod spec names it",
-                )),
-            ));
+                e.to_string(),
+                "write the image as ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG, exactly as the pod spec names it",
+            )));
         }
     };
     match image.host.parse::<Registry>() {
@@ -184,7 +184,7 @@ fn reference(text: &str) -> Result<(ImageRef, Registry), (Option<ImageRef>, Box<
                 ),
                 "ECR Public images pull without a pull Secret (anonymous pulls are rate-limited); remove this Secret from the pod, or copy the image into a private repository",
             );
-            Err((Some(image), Box::new(row)))
+            Err(Box::new(row))
         }
         Err(_) => {
             let row = bad(
@@ -197,7 +197,7 @@ fn reference(text: &str) -> Result<(ImageRef, Registry), (Option<ImageRef>, Box<
                     image.host
                 ),
             );
-            Err((Some(image), Box::new(row)))
+            Err(Box::new(row))
         }
     }
 }
@@ -1035,11 +1035,11 @@ mod tests {
 
     #[test]
     fn non_ecr_references_say_what_to_do() {
-        let (_, row) = reference("nginx:1.25").unwrap_err();
+        let row = reference("nginx:1.25").unwrap_err();
         assert!(row.detail.contains("Docker Hub"), "{}", row.detail);
-        let (_, row) = reference("public.ecr.aws/docker/library/busybox:1.36").unwrap_err();
+        let row = reference("public.ecr.aws/docker/library/busybox:1.36").unwrap_err();
         assert!(row.fix.contains("without a pull Secret"), "{}", row.fix);
-        let (_, row) = reference("ghcr.io/org/app:v1").unwrap_err();
+        let row = reference("ghcr.io/org/app:v1").unwrap_err();
         assert!(row.fix.contains("ghcr.io"), "{}", row.fix);
         let (image, registry) =
             reference(&format!("{HOST}/team/app@sha256:{}", "a".repeat(64))).unwrap();
