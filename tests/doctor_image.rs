@@ -1148,3 +1148,86 @@ async fn independent_problems_are_all_reported_in_one_run() {
     assert_row(&run, "Secret team-a/ecr", "FAIL");
     assert_row(&run, "ServiceAccount team-a/default", "FAIL");
 }
+
+/// Stores `manifest` under `tag` in moto and returns its digest.
+async fn put_manifest(repo: &str, tag: &str, manifest: &Value) -> String {
+    moto_ecr()
+        .put_image()
+        .repository_name(repo)
+        .image_manifest(manifest.to_string())
+        .image_tag(tag)
+        .send()
+        .await
+        .expect("moto stores the manifest")
+        .image()
+        .and_then(|i| i.image_id())
+        .and_then(|id| id.image_digest())
+        .unwrap()
+        .to_string()
+}
+
+fn index(platform: &str) -> Value {
+    json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest("e"), "size": 566,
+             "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": platform, "size": 1000,
+             "platform": {"architecture": "amd64", "os": "linux"}}
+        ]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multi_platform_image_is_followed_to_a_platform_and_its_layer() {
+    let h = Harness::new(&[]).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    // seed() stores a single-platform image under `amd64`; the index under `v1` names it.
+    let platform = seed(ACCOUNT, "doctor/multi", "amd64", None).await;
+    put_manifest("doctor/multi", "v1", &index(&platform)).await;
+    let image = format!("{}/doctor/multi:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let (line, _) = assert_row(&run, "Pull permission", "ok");
+    assert!(
+        line.contains(&format!("through the index's platform manifest {platform}")),
+        "{line}"
+    );
+    let layer_calls = h
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "GetDownloadUrlForLayer")
+        .count();
+    assert_eq!(layer_calls, 1);
+
+    // An index whose platform manifest is gone: the image is broken, not forbidden.
+    put_manifest("doctor/multi", "broken", &index(&digest("f"))).await;
+    let image = format!("{}/doctor/multi:broken", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
+    assert!(
+        line.contains(&format!(
+            "the index names platform manifest {}",
+            digest("f")
+        )),
+        "{line}"
+    );
+    assert!(fix.contains("push the image again"), "{fix}");
+}

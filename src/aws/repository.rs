@@ -60,6 +60,15 @@ impl Target {
         }
     }
 
+    /// The same repository, one manifest by digest (a platform manifest of an index).
+    pub fn at_digest(&self, digest: &str) -> Target {
+        Target {
+            tag: None,
+            digest: Some(digest.to_string()),
+            ..self.clone()
+        }
+    }
+
     fn image_id(&self) -> ImageIdentifier {
         // A digest pins the image; a tag alone is what a pull by tag resolves.
         match (&self.digest, &self.tag) {
@@ -125,11 +134,12 @@ pub struct ImageInfo {
 }
 
 /// What `BatchGetImage` returned: the manifest's digest and the first layer to fetch, if the
-/// manifest names layers (an index names other manifests instead).
+/// manifest names layers, or the first platform manifest, if it is an index.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub digest: Option<String>,
     pub first_layer: Option<String>,
+    pub first_platform: Option<String>,
 }
 
 /// An ECR API client for the registry's region (and FIPS endpoint), with the caller's credentials.
@@ -220,9 +230,11 @@ pub async fn batch_get_image(
         .await
         .map_err(|e| refusal(&e, "BatchGetImage"))?;
     if let Some(image) = out.images.and_then(|i| i.into_iter().next()) {
+        let text = image.image_manifest.as_deref().unwrap_or_default();
         return Ok(Manifest {
             digest: image.image_id.and_then(|id| id.image_digest),
-            first_layer: image.image_manifest.as_deref().and_then(first_layer),
+            first_layer: first_layer(text),
+            first_platform: first_platform(text),
         });
     }
     let failure = out.failures.and_then(|f| f.into_iter().next());
@@ -251,6 +263,23 @@ pub fn first_layer(manifest: &str) -> Option<String> {
     v.get("layers")?
         .as_array()?
         .first()?
+        .get("digest")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The first platform manifest of an index (Docker manifest list or OCI index), skipping the
+/// attestation manifests `docker buildx` adds, which no runtime pulls.
+pub fn first_platform(manifest: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(manifest).ok()?;
+    v.get("manifests")?
+        .as_array()?
+        .iter()
+        .find(|m| {
+            m.pointer("/annotations/vnd.docker.reference.type")
+                .and_then(Value::as_str)
+                != Some("attestation-manifest")
+        })?
         .get("digest")?
         .as_str()
         .map(str::to_string)
@@ -452,9 +481,9 @@ mod tests {
     fn finds_the_first_layer_of_a_manifest() {
         let m = r#"{"schemaVersion":2,"layers":[{"digest":"sha256:aa"},{"digest":"sha256:bb"}]}"#;
         assert_eq!(first_layer(m).as_deref(), Some("sha256:aa"));
-        assert_eq!(
-            first_layer(r#"{"manifests":[{"digest":"sha256:cc"}]}"#),
-            None
-        );
+        let index = r#"{"manifests":[{"digest":"sha256:att","annotations":{"vnd.docker.reference.type":"attestation-manifest"}},{"digest":"sha256:cc","platform":{"os":"linux"}}]}"#;
+        assert_eq!(first_layer(index), None);
+        assert_eq!(first_platform(index).as_deref(), Some("sha256:cc"));
+        assert_eq!(first_platform(m), None);
     }
 }

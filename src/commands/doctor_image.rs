@@ -437,24 +437,8 @@ async fn pull_row(
         Some(m) => m,
         None => repository::batch_get_image(client, target).await,
     };
-    let refused = match manifest {
-        Ok(m) => match m.first_layer {
-            Some(layer) => match repository::layer_url(client, target, &layer).await {
-                Ok(()) => {
-                    return ok(
-                        NAME,
-                        "ecr:BatchGetImage (the manifest) and ecr:GetDownloadUrlForLayer (a layer) are allowed",
-                    );
-                }
-                Err(e) => e,
-            },
-            None => {
-                return ok(
-                    NAME,
-                    "ecr:BatchGetImage is allowed (the image is an index: its platforms' layers were not checked)",
-                );
-            }
-        },
+    let refused = match pull_path(client, target, manifest).await {
+        Ok(what) => return ok(NAME, what),
         Err(e) => e,
     };
     match &refused {
@@ -471,7 +455,7 @@ async fn pull_row(
                 refused.message()
             ),
             format!(
-                "the manifest of {} names a layer the repository does not have: push the image again",
+                "the manifest of {} names a layer or platform manifest the repository does not have: push the image again",
                 target.display()
             ),
         ),
@@ -496,6 +480,40 @@ async fn pull_row(
             ),
             "try again; if it persists, check the network to the ECR API",
         ),
+    }
+}
+
+/// The manifest (and for an index, its first platform manifest) and one layer, as a pull
+/// fetches them. `Ok` says what was fetched.
+async fn pull_path(
+    client: &aws_sdk_ecr::Client,
+    target: &Target,
+    manifest: Result<Manifest, Refusal>,
+) -> Result<String, Refusal> {
+    let mut manifest = manifest?;
+    let mut via = String::new();
+    if manifest.first_layer.is_none()
+        && let Some(platform) = manifest.first_platform.clone()
+    {
+        manifest = repository::batch_get_image(client, &target.at_digest(&platform))
+            .await
+            .map_err(|e| match e {
+                Refusal::ImageNotFound(message) => Refusal::LayerMissing {
+                    code: "ImageNotFoundException".into(),
+                    message: format!("the index names platform manifest {platform}: {message}"),
+                },
+                other => other,
+            })?;
+        via = format!(", through the index's platform manifest {platform}");
+    }
+    match manifest.first_layer {
+        Some(layer) => {
+            repository::layer_url(client, target, &layer).await?;
+            Ok(format!(
+                "ecr:BatchGetImage (the manifest{via}) and ecr:GetDownloadUrlForLayer (a layer) are allowed"
+            ))
+        }
+        None => Ok("ecr:BatchGetImage is allowed (the manifest names no layer to check)".into()),
     }
 }
 
