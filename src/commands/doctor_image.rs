@@ -922,7 +922,7 @@ pub fn render(rows: &[Row], format: LogFormat) -> String {
                     "result": r.status.label().to_ascii_lowercase(),
                     "code": r.code,
                     "detail": r.detail,
-                    "fix": if r.status == Status::Ok { None } else { Some(&r.fix) },
+                    "fix": if r.status == Status::Ok || r.fix.is_empty() { None } else { Some(&r.fix) },
                 })
                 .to_string()
                     + "\n"
