@@ -235,8 +235,12 @@ fn assert_row(run: &Run, name: &str, want: &str) -> (String, String) {
     (line, fix)
 }
 
-/// A Secret as the refresher writes it, for `host`, expiring at `expires`.
+/// A Secret as the refresher writes it, for `host`, expiring at `expires`, with moto's password.
 fn our_secret(ns: &str, hosts: &[&str], expires: &str) -> Value {
+    our_secret_with(ns, hosts, expires, MOTO_PASSWORD)
+}
+
+fn our_secret_with(ns: &str, hosts: &[&str], expires: &str, password: &str) -> Value {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let auths: serde_json::Map<String, Value> = hosts
@@ -244,7 +248,7 @@ fn our_secret(ns: &str, hosts: &[&str], expires: &str) -> Value {
         .map(|h| {
             (
                 h.to_string(),
-                json!({"username": "AWS", "password": "p", "auth": b64("AWS:p")}),
+                json!({"username": "AWS", "password": password, "auth": b64(&format!("AWS:{password}"))}),
             )
         })
         .collect();
@@ -950,6 +954,20 @@ async fn the_pull_secret_must_exist_hold_the_registry_and_be_fresh() {
         "{fix}"
     );
 
+    // Fresh by its annotation, but holding a password the registry refuses.
+    h.kube.put(
+        "secrets",
+        "team-a",
+        our_secret_with("team-a", &[&host(ACCOUNT)], &in_a_day(), "stale-password"),
+    );
+    let run = run_it().await;
+    let (line, fix) = assert_row(&run, "Secret team-a/ecr", "FAIL");
+    assert!(
+        line.contains("but the registry refuses its password (HTTP 401)"),
+        "{line}"
+    );
+    assert!(fix.contains("run a refresh now"), "{fix}");
+
     h.kube.put(
         "secrets",
         "team-a",
@@ -957,7 +975,8 @@ async fn the_pull_secret_must_exist_hold_the_registry_and_be_fresh() {
     );
     let run = run_it().await;
     assert_eq!(run.code, 0, "{}", run.stdout);
-    assert_row(&run, "Secret team-a/ecr", "ok");
+    let (line, _) = assert_row(&run, "Secret team-a/ecr", "ok");
+    assert!(line.contains("the registry accepts its password"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

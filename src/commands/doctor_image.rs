@@ -28,6 +28,9 @@ use crate::cluster::secrets::{
     DOCKER_CONFIG_JSON, DOCKER_CONFIG_KEY, EXPIRES_AT_ANNOTATION, owner_of,
 };
 use crate::config::{Config, DoctorArgs, LogFormat, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::sensitive::Sensitive;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 
 /// How long the registry endpoint may take to answer, per step (resolve, connect, answer).
 const V2_TIMEOUT: Duration = Duration::from_secs(4);
@@ -719,7 +722,12 @@ async fn cluster_rows(
             return;
         }
     };
-    rows.push(secret_row(&client, config, namespace, host, secret_name).await);
+    // The Secret's own password is tried only where the endpoint answered the fresh token.
+    let try_password = rows
+        .iter()
+        .any(|r| r.name == "Registry endpoint" && r.status == Status::Ok)
+        .then_some(args.registry_address.as_deref());
+    rows.push(secret_row(&client, config, namespace, host, secret_name, try_password).await);
     rows.push(sa_row(&client, config, args, namespace, sa_name).await);
 }
 
@@ -745,12 +753,15 @@ fn api_failed(name: String, err: &kube::Error) -> Row {
     )
 }
 
+/// `try_password`: when `Some(connect_to)`, the Secret's password for `host` is tried on
+/// `GET /v2/`, as the kubelet would send it.
 async fn secret_row(
     client: &Client,
     config: &Config,
     namespace: &str,
     host: &str,
     name: String,
+    try_password: Option<Option<&str>>,
 ) -> Row {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(&config.secret_name).await {
@@ -772,7 +783,12 @@ async fn secret_row(
             ),
         ),
         Ok(Some(secret)) => match check_secret(&secret, host, jiff::Timestamp::now()) {
-            Ok(detail) => ok(name, detail),
+            Ok(detail) => match (try_password, credentials_for(&secret, host)) {
+                (Some(connect_to), Some((user, password))) => {
+                    password_row(name, detail, host, connect_to, &user, &password).await
+                }
+                _ => ok(name, detail),
+            },
             Err((detail, fix)) => bad(Status::Fail, name, None, detail, fix),
         },
         Err(e) if code_of(&e) == Some(403) => forbidden(
@@ -782,6 +798,58 @@ async fn secret_row(
             namespace,
         ),
         Err(e) => api_failed(name, &e),
+    }
+}
+
+/// The username and password the Secret holds for `host` (`username`/`password`, else `auth`).
+pub fn credentials_for(secret: &Secret, host: &str) -> Option<(String, Sensitive)> {
+    let config: Value =
+        serde_json::from_slice(&secret.data.as_ref()?.get(DOCKER_CONFIG_KEY)?.0).ok()?;
+    let (_, entry) = config.get("auths")?.as_object()?.iter().find(|(k, _)| {
+        k.trim_start_matches("https://")
+            .trim_end_matches('/')
+            .eq_ignore_ascii_case(host)
+    })?;
+    let field = |k: &str| {
+        entry
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    if let (Some(user), Some(password)) = (field("username"), field("password")) {
+        return Some((user.to_string(), Sensitive::new(password)));
+    }
+    let decoded = STANDARD.decode(field("auth")?).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), Sensitive::new(password)))
+}
+
+/// Tries the Secret's password on the registry, as the kubelet will.
+async fn password_row(
+    name: String,
+    detail: String,
+    host: &str,
+    connect_to: Option<&str>,
+    user: &str,
+    password: &Sensitive,
+) -> Row {
+    match registry_api::check(host, connect_to, user, password, V2_TIMEOUT).await {
+        V2Outcome::Accepted { .. } => {
+            ok(name, format!("{detail}; the registry accepts its password"))
+        }
+        V2Outcome::TokenRefused { status, .. } => bad(
+            Status::Fail,
+            name,
+            Some(&format!("HTTP {status}")),
+            format!("{detail}, but the registry refuses its password (HTTP {status})"),
+            "the password is stale or was edited: run a refresh now (kubectl -n ecr-secret-refresher create job --from=cronjob/ecr-secret-refresher refresh-now)",
+        ),
+        // The endpoint answered the fresh token moments ago: a passing failure, not a verdict.
+        _ => ok(
+            name,
+            format!("{detail}; its password could not be tried (no answer this time)"),
+        ),
     }
 }
 
@@ -956,8 +1024,6 @@ pub fn passed(rows: &[Row]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 
@@ -1049,6 +1115,22 @@ mod tests {
             assert!(fix.contains(want), "{detail}: {fix}");
             assert!(!detail.contains("QVdTOng"), "{detail}");
         }
+    }
+
+    #[test]
+    fn reads_the_password_the_kubelet_would_send() {
+        let s = secret(Some(MANAGED_BY_VALUE), DOCKER_CONFIG_JSON, &[HOST], None);
+        let (user, pw) = credentials_for(&s, HOST).unwrap();
+        assert_eq!((user.as_str(), pw.expose()), ("AWS", "x"));
+        let mut auth_only = s.clone();
+        let config = json!({"auths": {format!("https://{HOST}"): {"auth": STANDARD.encode("AWS:from-auth")}}});
+        auth_only.data = Some(BTreeMap::from([(
+            DOCKER_CONFIG_KEY.to_string(),
+            ByteString(config.to_string().into_bytes()),
+        )]));
+        let (_, pw) = credentials_for(&auth_only, HOST).unwrap();
+        assert_eq!(pw.expose(), "from-auth");
+        assert!(credentials_for(&s, "111111111111.dkr.ecr.us-east-1.amazonaws.com").is_none());
     }
 
     #[test]
