@@ -801,15 +801,22 @@ async fn secret_row(
     }
 }
 
+/// Whether an `auths` key names `host`: the kubelet also matches `https://host` keys.
+fn names_host(key: &str, host: &str) -> bool {
+    key.trim_start_matches("https://")
+        .trim_end_matches('/')
+        .eq_ignore_ascii_case(host)
+}
+
 /// The username and password the Secret holds for `host` (`username`/`password`, else `auth`).
 pub fn credentials_for(secret: &Secret, host: &str) -> Option<(String, Sensitive)> {
     let config: Value =
         serde_json::from_slice(&secret.data.as_ref()?.get(DOCKER_CONFIG_KEY)?.0).ok()?;
-    let (_, entry) = config.get("auths")?.as_object()?.iter().find(|(k, _)| {
-        k.trim_start_matches("https://")
-            .trim_end_matches('/')
-            .eq_ignore_ascii_case(host)
-    })?;
+    let (_, entry) = config
+        .get("auths")?
+        .as_object()?
+        .iter()
+        .find(|(k, _)| names_host(k, host))?;
     let field = |k: &str| {
         entry
             .get(k)
@@ -891,12 +898,7 @@ pub fn check_secret(
                 .map(|m| m.keys().cloned().collect())
         })
         .unwrap_or_default();
-    let bare = |k: &str| {
-        k.trim_start_matches("https://")
-            .trim_end_matches('/')
-            .to_ascii_lowercase()
-    };
-    if !hosts.iter().any(|k| bare(k) == host) {
+    if !hosts.iter().any(|k| names_host(k, host)) {
         let held = if hosts.is_empty() {
             "no registry at all".to_string()
         } else {
