@@ -191,14 +191,57 @@ pub struct Cli {
     pub roles_anywhere: RolesAnywhereArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Check, without changing anything, everything a refresh with these flags needs, and
     /// print one row per check with a fix for each failure. Exit 0 only when a refresh would work.
-    Doctor,
+    /// With --image: say why that image does or does not pull.
+    Doctor(DoctorArgs),
     /// Print IAM Roles Anywhere credentials as `credential_process` JSON, like
     /// `aws_signing_helper credential-process`, for use in an AWS config profile.
     CredentialProcess,
+}
+
+/// `doctor --image`: follow one image's pull path step by step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct DoctorArgs {
+    /// Check why this image does or does not pull (e.g.
+    /// 123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1): the reference, the token,
+    /// the repository and tag, the pull permissions, the registry endpoint, and with
+    /// --namespace the pull Secret and ServiceAccount. --namespaces is not needed.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// With --image: also check the pull Secret (--secret-name) in this namespace.
+    #[arg(long, requires = "image")]
+    pub namespace: Option<String>,
+    /// With --namespace: the ServiceAccount whose imagePullSecrets must list the Secret.
+    #[arg(long, requires = "namespace", default_value = "default")]
+    pub service_account: String,
+    /// With --image: connect to HOST:PORT for the registry endpoint check instead of the
+    /// registry's own address, keeping its name for TLS (like curl --connect-to). For a VPC
+    /// endpoint without private DNS, or tests.
+    #[arg(long, env = "ECR_REFRESHER_REGISTRY_ADDRESS")]
+    pub registry_address: Option<String>,
+}
+
+impl DoctorArgs {
+    /// Checks the names; the image itself is checked by the doctor, as its first row.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(ns) = &self.namespace
+            && !is_dns_label(ns)
+        {
+            return Err(ConfigError::Namespace {
+                flag: "--namespace",
+                value: ns.clone(),
+            });
+        }
+        if !is_dns_subdomain(&self.service_account) {
+            return Err(ConfigError::DoctorServiceAccount(
+                self.service_account.clone(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Parses `300`, `90s`, `10m` or `1h`.
@@ -381,6 +424,8 @@ pub enum ConfigError {
     Selector(String),
     #[error("--service-accounts: '{0}' is not a valid ServiceAccount name")]
     ServiceAccount(String),
+    #[error("--service-account: '{0}' is not a valid ServiceAccount name")]
+    DoctorServiceAccount(String),
     #[error(
         "--secret-name: '{0}' is not a valid Secret name (lower-case letters, digits, '-' and '.', at most 253 characters)"
     )]
@@ -455,7 +500,12 @@ impl Cli {
             exclude: names("--exclude-namespaces", &self.exclude_namespaces)?,
             selector,
         };
-        if namespaces.include.is_empty() && namespaces.selector.is_none() {
+        // `doctor --image` names its one namespace with --namespace, if any.
+        let image_doctor = matches!(&self.command, Some(Command::Doctor(d)) if d.image.is_some());
+        if let Some(Command::Doctor(d)) = &self.command {
+            d.validate()?;
+        }
+        if namespaces.include.is_empty() && namespaces.selector.is_none() && !image_doctor {
             return Err(ConfigError::NoNamespaces);
         }
         let service_accounts: Vec<String> = self

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ecr_secret_refresher::commands::{credential_process, doctor, refresh};
+use ecr_secret_refresher::commands::{credential_process, doctor, doctor_image, refresh};
 use ecr_secret_refresher::config::{Cli, Command};
 use ecr_secret_refresher::logging;
 use ecr_secret_refresher::report::RunStatus;
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let command = cli.command;
+    let command = cli.command.clone();
     let config = match cli.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -42,7 +42,18 @@ fn main() -> ExitCode {
             return RunStatus::NothingDone.exit_code();
         }
     };
-    if command == Some(Command::Doctor) {
+    if let Some(Command::Doctor(args)) = &command
+        && args.image.is_some()
+    {
+        let rows = runtime.block_on(doctor_image::run(&config, args));
+        print!("{}", doctor_image::render(&rows, config.log_format));
+        return if doctor_image::passed(&rows) {
+            ExitCode::SUCCESS
+        } else {
+            RunStatus::SomeFailed.exit_code()
+        };
+    }
+    if let Some(Command::Doctor(_)) = command {
         let rows = runtime.block_on(doctor::run(&config));
         print!("{}", doctor::render(&rows));
         return if doctor::passed(&rows) {

@@ -24,9 +24,24 @@ pub enum EcrError {
     #[error(
         "ECR GetAuthorizationToken in {region} failed: {message}. Check that the credentials allow ecr:GetAuthorizationToken and that the region is right."
     )]
-    Call { region: String, message: String },
+    Call {
+        region: String,
+        message: String,
+        /// The AWS error code, e.g. `AccessDeniedException`, when AWS answered with one.
+        code: Option<String>,
+    },
     #[error("ECR GetAuthorizationToken in {region} returned {what}")]
     Malformed { region: String, what: &'static str },
+}
+
+impl EcrError {
+    /// The AWS error code of a failed call.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            EcrError::Call { code, .. } => code.as_deref(),
+            EcrError::Malformed { .. } => None,
+        }
+    }
 }
 
 /// A decoded ECR token: the docker username and password, and when they expire.
@@ -62,6 +77,7 @@ async fn token_for(sdk: &SdkConfig, scope: &TokenScope) -> Result<Token, EcrErro
         .map_err(|e| EcrError::Call {
             region: scope.region.clone(),
             message: errors::chain(&e),
+            code: aws_sdk_ecr::error::ProvideErrorMetadata::code(&e).map(str::to_string),
         })?;
     let malformed = |what| EcrError::Malformed {
         region: scope.region.clone(),

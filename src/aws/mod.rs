@@ -6,5 +6,7 @@ pub mod credentials;
 pub mod ecr;
 pub mod image;
 pub mod registry;
+pub mod registry_api;
+pub mod repository;
 pub mod roles_anywhere;
 pub mod settings;

@@ -123,6 +123,20 @@ pub fn dns_suffix(region: &str) -> &'static str {
     }
 }
 
+/// The ARN partition a region belongs to (`aws`, `aws-cn`, `aws-us-gov`, `aws-iso`, ...).
+pub fn partition(region: &str) -> &'static str {
+    match region {
+        r if r.starts_with("cn-") => "aws-cn",
+        r if r.starts_with("us-gov-") => "aws-us-gov",
+        r if r.starts_with("us-isob-") => "aws-iso-b",
+        r if r.starts_with("us-isof-") => "aws-iso-f",
+        r if r.starts_with("us-iso-") => "aws-iso",
+        r if r.starts_with("eu-isoe-") => "aws-iso-e",
+        r if r.starts_with("eusc-") => "aws-eusc",
+        _ => "aws",
+    }
+}
+
 /// Registries that one GetAuthorizationToken call serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenScope {
@@ -286,6 +300,20 @@ mod tests {
                 ("us-east-1", true, 1)
             ]
         );
+    }
+
+    #[test]
+    fn partitions() {
+        for (region, want) in [
+            ("us-east-1", "aws"),
+            ("cn-north-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+            ("us-iso-east-1", "aws-iso"),
+            ("us-isob-east-1", "aws-iso-b"),
+            ("eusc-de-east-1", "aws-eusc"),
+        ] {
+            assert_eq!(partition(region), want, "{region}");
+        }
     }
 
     #[test]

@@ -2,4 +2,5 @@
 
 pub mod credential_process;
 pub mod doctor;
+pub mod doctor_image;
 pub mod refresh;

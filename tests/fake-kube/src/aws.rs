@@ -1,5 +1,6 @@
 //! A recording front for an AWS emulator (moto): it forwards every request upstream and logs
 //! which operation was called in which region, or answers with an injected AWS error instead.
+//! It also answers `GetDownloadUrlForLayer` itself, which moto does not implement.
 
 use std::sync::{Arc, Mutex};
 
@@ -37,7 +38,8 @@ pub struct AwsFault {
 #[derive(Default)]
 struct Shared {
     calls: Vec<AwsCall>,
-    fault: Option<AwsFault>,
+    /// The first fault that matches a call answers it.
+    faults: Vec<AwsFault>,
 }
 
 pub struct AwsFront {
@@ -79,8 +81,18 @@ impl AwsFront {
             .clone()
     }
 
+    /// Answers matching calls with `fault` from now on, instead of any earlier fault.
     pub fn fail(&self, fault: AwsFault) {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner()).fault = Some(fault);
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).faults = vec![fault];
+    }
+
+    /// Adds `fault` to the faults already injected (for other operations).
+    pub fn fail_also(&self, fault: AwsFault) {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .faults
+            .push(fault);
     }
 }
 
@@ -138,9 +150,10 @@ async fn forward(
     let fault = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.calls.push(call.clone());
-        st.fault
-            .clone()
-            .filter(|f| f.operation.as_ref().is_none_or(|op| *op == call.operation))
+        st.faults
+            .iter()
+            .find(|f| f.operation.as_ref().is_none_or(|op| *op == call.operation))
+            .cloned()
     };
     if let Some(f) = fault {
         let body = format!(r#"{{"__type":"{}","message":"{}"}}"#, f.code, f.message);
@@ -153,6 +166,9 @@ async fn forward(
             ],
             body,
         );
+    }
+    if call.operation == "GetDownloadUrlForLayer" {
+        return download_url(&body);
     }
     let path = parts
         .uri
@@ -184,4 +200,21 @@ async fn forward(
         }
         Err(e) => http::response(502, &[], format!("upstream failed: {e}")),
     }
+}
+
+/// `GetDownloadUrlForLayer` as ECR answers it (moto lacks it): a pre-signed S3 URL for the layer.
+fn download_url(body: &[u8]) -> http::Response {
+    let digest = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["layerDigest"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let answer = serde_json::json!({
+        "downloadUrl": format!("https://prod-us-east-1-starport-layer-bucket.s3.us-east-1.amazonaws.com/{}", digest.replace(':', "-")),
+        "layerDigest": digest,
+    });
+    http::response(
+        200,
+        &[("content-type", "application/x-amz-json-1.1".into())],
+        answer.to_string(),
+    )
 }

@@ -1,0 +1,1252 @@
+//! `doctor --image`: each step of the pull path, passing and failing, against moto (repositories,
+//! images, repository policies) behind the recording AWS front (injected AccessDenied and
+//! not-found errors), a TLS registry stand-in on loopback for `GET /v2/`
+//! (tests/doctor_image/registry.py, its certificate from a throwaway CA), a listener that never
+//! answers, and the fake API server for the Secret and ServiceAccount.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use aws_sdk_ecr::config::{Credentials, Region};
+use aws_sdk_ecr::types::ImageIdentifier;
+use common::*;
+use fake_kube::{AwsFault, Fault, Rule};
+use serde_json::{Value, json};
+
+const OTHER_ACCOUNT: &str = "111111111111";
+
+fn host(account: &str) -> String {
+    format!("{account}.dkr.ecr.us-east-1.amazonaws.com")
+}
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The TLS `/v2/` stand-in, killed when dropped.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Registry {
+    /// Serves the registry hostnames of both test accounts; accepts `AWS:password`.
+    fn start(dir: &Path, password: &str) -> Registry {
+        let dir = dir.join("registry");
+        let script = format!(
+            "{}/tests/doctor_image/registry.py",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut child = Command::new(python())
+            .arg(script)
+            .args(["--dir", dir.to_str().unwrap(), "--password", password])
+            .args([host(ACCOUNT), host(OTHER_ACCOUNT)])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {} ({e}): run the tests with scripts/test",
+                    python()
+                )
+            });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("registry.py printed no port (is `cryptography` installed?): {line:?}")
+        });
+        Registry { child, port, dir }
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn ca(&self) -> String {
+        self.dir.join("ca.pem").display().to_string()
+    }
+
+    fn requests(&self) -> String {
+        std::fs::read_to_string(self.dir.join("requests.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An ECR client straight to moto (not through the front), to set the scene.
+fn moto_ecr() -> aws_sdk_ecr::Client {
+    let conf = aws_sdk_ecr::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .endpoint_url(moto_url())
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .http_client(ecr_secret_refresher::aws::credentials::http_client())
+        .build();
+    aws_sdk_ecr::Client::from_conf(conf)
+}
+
+fn digest(seed: &str) -> String {
+    format!(
+        "sha256:{}",
+        seed.repeat(64).chars().take(64).collect::<String>()
+    )
+}
+
+/// A repository (in `account`) holding one image tagged `tag`, with an optional policy.
+/// Returns the image's digest as ECR computed it.
+async fn seed(account: &str, repo: &str, tag: &str, policy: Option<Value>) -> String {
+    let ecr = moto_ecr();
+    // moto outlives test runs: start from an empty repository.
+    let _ = ecr
+        .delete_repository()
+        .registry_id(account)
+        .repository_name(repo)
+        .force(true)
+        .send()
+        .await;
+    ecr.create_repository()
+        .registry_id(account)
+        .repository_name(repo)
+        .send()
+        .await
+        .expect("moto creates the repository");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1469, "digest": digest("c")},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2811, "digest": digest("a")}]
+    });
+    let put = ecr
+        .put_image()
+        .registry_id(account)
+        .repository_name(repo)
+        .image_manifest(manifest.to_string())
+        .image_tag(tag)
+        .send()
+        .await
+        .expect("moto stores the image");
+    let image_digest = put
+        .image()
+        .and_then(|i| i.image_id())
+        .and_then(|id| id.image_digest())
+        .expect("PutImage answers the digest")
+        .to_string();
+    if let Some(p) = policy {
+        ecr.set_repository_policy()
+            .registry_id(account)
+            .repository_name(repo)
+            .policy_text(p.to_string())
+            .send()
+            .await
+            .expect("moto stores the policy");
+    }
+    // Sanity: the image is there as a pull by tag finds it.
+    let found = ecr
+        .batch_get_image()
+        .registry_id(account)
+        .repository_name(repo)
+        .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.images().len(), 1);
+    image_digest
+}
+
+fn access_denied(operation: &str, action: &str, repo: &str, account: &str) -> AwsFault {
+    AwsFault {
+        operation: Some(operation.into()),
+        status: 400,
+        code: "AccessDeniedException".into(),
+        message: format!(
+            "User: arn:aws:sts::{ACCOUNT}:user/moto is not authorized to perform: {action} on resource: arn:aws:ecr:us-east-1:{account}:repository/{repo} because no identity-based policy allows the {action} action"
+        ),
+    }
+}
+
+/// The environment of a user whose machine trusts the stand-in's CA.
+fn env_trusting(h: &Harness, registry: &Registry) -> Vec<(String, String)> {
+    let mut env = h.base_env();
+    env.push(("SSL_CERT_FILE".into(), registry.ca()));
+    env
+}
+
+async fn doctor(
+    h: &Harness,
+    env: Vec<(String, String)>,
+    image: &str,
+    address: &str,
+    extra: &[&str],
+) -> Run {
+    let mut args = vec!["doctor", "--image", image, "--registry-address", address];
+    args.extend_from_slice(extra);
+    let run = h.run_env(&args, env).await;
+    // Shown when a test fails, and with --nocapture (how the README samples were captured).
+    println!("$ ecr-secret-refresher {}\n{}", args.join(" "), run.stdout);
+    run
+}
+
+/// The row whose name starts with `name`, and its fix line (empty when there is none).
+fn row(run: &Run, name: &str) -> (String, String) {
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no row {name}:\n{}\n{}", run.stdout, run.stderr));
+    let fix = lines
+        .get(i + 1)
+        .filter(|l| l.trim_start().starts_with("fix:"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default();
+    (lines[i].to_string(), fix)
+}
+
+/// The RESULT column of a row, located by the header.
+fn result_of<'a>(run: &Run, line: &'a str) -> &'a str {
+    let at = run
+        .stdout
+        .lines()
+        .next()
+        .and_then(|h| h.find("RESULT"))
+        .expect("a header");
+    line.get(at..)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("?")
+}
+
+fn assert_row(run: &Run, name: &str, want: &str) -> (String, String) {
+    let (line, fix) = row(run, name);
+    assert_eq!(
+        result_of(run, &line),
+        want,
+        "{line}\n{fix}\n--- full output:\n{}",
+        run.stdout
+    );
+    (line, fix)
+}
+
+/// A Secret as the refresher writes it, for `host`, expiring at `expires`, with moto's password.
+fn our_secret(ns: &str, hosts: &[&str], expires: &str) -> Value {
+    our_secret_with(ns, hosts, expires, MOTO_PASSWORD)
+}
+
+fn our_secret_with(ns: &str, hosts: &[&str], expires: &str, password: &str) -> Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let auths: serde_json::Map<String, Value> = hosts
+        .iter()
+        .map(|h| {
+            (
+                h.to_string(),
+                json!({"username": "AWS", "password": password, "auth": b64(&format!("AWS:{password}"))}),
+            )
+        })
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "ecr", "namespace": ns,
+            "labels": {"app.kubernetes.io/managed-by": "ecr-secret-refresher"},
+            "annotations": {"ecr-secret-refresher/expires-at": expires}},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": b64(&json!({"auths": auths}).to_string())}
+    })
+}
+
+fn in_a_day() -> String {
+    (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24))
+        .round(jiff::Unit::Second)
+        .unwrap()
+        .to_string()
+}
+
+fn list_ecr_in_sa(h: &Harness, ns: &str) {
+    h.kube.put(
+        "serviceaccounts",
+        ns,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns},
+               "imagePullSecrets": [{"name": "ecr"}]}),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_step_passes_for_a_pullable_image_and_nothing_is_written() {
+    let h = Harness::new(&["team-a"]).await;
+    let image_digest = seed(ACCOUNT, "doctor/pass", "v1", None).await;
+    h.kube.put(
+        "secrets",
+        "team-a",
+        our_secret("team-a", &[&host(ACCOUNT)], &in_a_day()),
+    );
+    list_ecr_in_sa(&h, "team-a");
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    h.kube.clear_requests();
+    let image = format!("{}/doctor/pass:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for name in [
+        "Image ",
+        "AWS credentials",
+        "AWS identity",
+        "ECR token us-east-1",
+        "Image exists",
+        "Pull permission",
+        "Registry endpoint",
+        "Secret team-a/ecr",
+        "ServiceAccount team-a/default",
+    ] {
+        assert_row(&run, name, "ok");
+    }
+    let (image_row, _) = row(&run, "Image ");
+    assert!(
+        image_row.contains("account 123456789012, partition aws, region us-east-1")
+            && image_row.contains("repository doctor/pass, tag v1"),
+        "{image_row}"
+    );
+    let (exists, _) = row(&run, "Image exists");
+    assert!(
+        exists.contains(&format!("doctor/pass:v1 in 123456789012 is {image_digest}")),
+        "{exists}"
+    );
+    assert!(row(&run, "Registry endpoint").0.contains("answered 200"));
+    // The stand-in saw the right Host header and the token as Basic auth.
+    let seen = registry.requests();
+    assert!(
+        seen.contains(&format!("GET /v2/ host={} authorized=True", host(ACCOUNT))),
+        "{seen}"
+    );
+    // Read-only: no write to the cluster, and only reading calls to AWS.
+    let writes: Vec<_> = h
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb != "get")
+        .collect();
+    assert!(writes.is_empty(), "doctor wrote {writes:?}");
+    let ops: Vec<String> = h.aws.calls().into_iter().map(|c| c.operation).collect();
+    for op in &ops {
+        assert!(
+            [
+                "GetCallerIdentity",
+                "GetAuthorizationToken",
+                "DescribeImages",
+                "BatchGetImage",
+                "GetDownloadUrlForLayer"
+            ]
+            .contains(&op.as_str()),
+            "unexpected AWS call {op}: {ops:?}"
+        );
+    }
+    println!("{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_come_as_json_lines_with_codes_and_fixes() {
+    let h = Harness::new(&[]).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/json-missing:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &["--log-format", "json"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let rows: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let exists = rows.iter().find(|r| r["check"] == "Image exists").unwrap();
+    assert_eq!(exists["result"], "fail");
+    assert_eq!(exists["code"], "RepositoryNotFoundException");
+    assert!(
+        exists["fix"]
+            .as_str()
+            .unwrap()
+            .contains("doctor/json-missing")
+    );
+    let endpoint = rows
+        .iter()
+        .find(|r| r["check"] == "Registry endpoint")
+        .unwrap();
+    assert_eq!(endpoint["result"], "ok");
+    assert_eq!(endpoint["fix"], Value::Null);
+    let skipped = rows
+        .iter()
+        .find(|r| r["check"] == "Pull permission")
+        .unwrap();
+    assert_eq!(skipped["result"], "skip");
+    assert_eq!(skipped["fix"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reference_that_is_not_private_ecr_says_what_to_do() {
+    let h = Harness::new(&[]).await;
+    let run = h.run(&["doctor", "--image", "nginx:1.25"]).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let (line, fix) = assert_row(&run, "Image ", "FAIL");
+    assert!(line.contains("Docker Hub"), "{line}");
+    assert!(
+        fix.contains("ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG"),
+        "{fix}"
+    );
+    assert_row(&run, "ECR token", "skip");
+    assert!(h.aws.calls().is_empty(), "no AWS call for a bad reference");
+
+    let run = h
+        .run(&[
+            "doctor",
+            "--image",
+            "public.ecr.aws/docker/library/busybox:1.36",
+        ])
+        .await;
+    assert_eq!(run.code, 1);
+    let (_, fix) = assert_row(&run, "Image ", "FAIL");
+    assert!(
+        fix.contains("ECR Public images pull without a pull Secret"),
+        "{fix}"
+    );
+
+    let run = h
+        .run(&[
+            "doctor",
+            "--image",
+            "ghcr.io/org/app:v1",
+            "--namespace",
+            "team-a",
+        ])
+        .await;
+    let (line, fix) = assert_row(&run, "Image ", "FAIL");
+    assert!(
+        line.contains("ghcr.io is not an ECR registry host") && fix.contains("ghcr.io"),
+        "{line}\n{fix}"
+    );
+    // Our Secret is no answer for another registry: it is not looked at.
+    assert_row(&run, "Secret team-a/ecr", "skip");
+    assert!(h.kube.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_refused_names_get_authorization_token() {
+    let h = Harness::new(&[]).await;
+    h.aws.fail(access_denied(
+        "GetAuthorizationToken",
+        "ecr:GetAuthorizationToken",
+        "*",
+        ACCOUNT,
+    ));
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    seed(ACCOUNT, "doctor/token", "v1", None).await;
+    let image = format!("{}/doctor/token:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "ECR token us-east-1", "FAIL");
+    assert!(line.contains("AccessDeniedException"), "{line}");
+    assert!(fix.contains("allow ecr:GetAuthorizationToken"), "{fix}");
+    assert_row(&run, "Registry endpoint", "skip");
+    // The repository checks do not need the token and still run.
+    assert_row(&run, "Image exists", "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_repository_or_tag_is_told_apart_from_a_denial() {
+    let h = Harness::new(&[]).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    seed(ACCOUNT, "doctor/tags", "v1", None).await;
+    let env = env_trusting(&h, &registry);
+
+    let run = doctor(
+        &h,
+        env.clone(),
+        &format!("{}/doctor/nope:v1", host(ACCOUNT)),
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "Image exists", "FAIL");
+    assert!(line.contains("RepositoryNotFoundException"), "{line}");
+    assert!(
+        fix.contains("no repository 'doctor/nope' in account 123456789012 region us-east-1")
+            && fix.contains("describe-repositories"),
+        "{fix}"
+    );
+    assert_row(&run, "Pull permission", "skip");
+
+    let run = doctor(
+        &h,
+        env.clone(),
+        &format!("{}/doctor/tags:v2", host(ACCOUNT)),
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "Image exists", "FAIL");
+    assert!(line.contains("ImageNotFoundException"), "{line}");
+    assert!(fix.contains("has no v2") && fix.contains("list-images --registry-id 123456789012 --region us-east-1 --repository-name doctor/tags"), "{fix}");
+
+    // Injected by the front: a pull by digest the repository does not hold.
+    h.aws.fail(AwsFault {
+        operation: Some("DescribeImages".into()),
+        status: 400,
+        code: "ImageNotFoundException".into(),
+        message: "The image with imageId {imageDigest:sha256:bbbb} does not exist within the repository with name doctor/tags".into(),
+    });
+    let run = doctor(
+        &h,
+        env,
+        &format!("{}/doctor/tags@{}", host(ACCOUNT), digest("b")),
+        &registry.address(),
+        &[],
+    )
+    .await;
+    let (line, fix) = assert_row(&run, "Image exists", "FAIL");
+    assert!(line.contains("ImageNotFoundException"), "{line}");
+    assert!(fix.contains(&format!("has no {}", digest("b"))), "{fix}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_describe_images_the_check_asks_like_a_pull() {
+    let h = Harness::new(&[]).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    seed(ACCOUNT, "doctor/pull-only", "v1", None).await;
+    h.aws.fail(access_denied(
+        "DescribeImages",
+        "ecr:DescribeImages",
+        "doctor/pull-only",
+        ACCOUNT,
+    ));
+    let image = format!("{}/doctor/pull-only:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let (line, _) = assert_row(&run, "Image exists", "ok");
+    assert!(line.contains("seen with BatchGetImage"), "{line}");
+
+    // A repository injected as missing behind the denial is still "does not exist".
+    h.aws.fail_also(AwsFault {
+        operation: Some("BatchGetImage".into()),
+        status: 400,
+        code: "RepositoryNotFoundException".into(),
+        message: "The repository with name doctor/pull-only does not exist in the registry with id 123456789012".into(),
+    });
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    let (line, _) = assert_row(&run, "Image exists", "FAIL");
+    assert!(line.contains("RepositoryNotFoundException"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_pull_action_is_named_with_the_repository() {
+    let h = Harness::new(&[]).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    seed(ACCOUNT, "doctor/denied", "v1", None).await;
+    h.aws.fail(access_denied(
+        "GetDownloadUrlForLayer",
+        "ecr:GetDownloadUrlForLayer",
+        "doctor/denied",
+        ACCOUNT,
+    ));
+    let image = format!("{}/doctor/denied:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
+    assert!(
+        line.contains("AccessDeniedException: ecr:GetDownloadUrlForLayer refused"),
+        "{line}"
+    );
+    assert!(
+        fix.contains("ecr:GetDownloadUrlForLayer")
+            && fix.contains("arn:aws:ecr:us-east-1:123456789012:repository/doctor/denied")
+            && fix.contains("AmazonEC2ContainerRegistryReadOnly"),
+        "{fix}"
+    );
+    assert_row(&run, "Image exists", "ok");
+
+    // Denied on everything: existence cannot be told, the permission row names BatchGetImage.
+    h.aws.fail(access_denied(
+        "DescribeImages",
+        "ecr:DescribeImages",
+        "doctor/denied",
+        ACCOUNT,
+    ));
+    h.aws.fail_also(access_denied(
+        "BatchGetImage",
+        "ecr:BatchGetImage",
+        "doctor/denied",
+        ACCOUNT,
+    ));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, _) = assert_row(&run, "Image exists", "unknown");
+    assert!(line.contains("could not check"), "{line}");
+    let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
+    assert!(
+        line.contains("ecr:BatchGetImage refused") && fix.contains("allow ecr:BatchGetImage"),
+        "{line}\n{fix}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_accounts_repository_policy_gets_the_statement_to_add() {
+    let h = Harness::new(&[]).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let someone_else = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Ci", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::999999999999:root"}, "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]});
+    seed(OTHER_ACCOUNT, "doctor/xacct", "v1", Some(someone_else)).await;
+    h.aws.fail(access_denied(
+        "BatchGetImage",
+        "ecr:BatchGetImage",
+        "doctor/xacct",
+        OTHER_ACCOUNT,
+    ));
+    let image = format!("{}/doctor/xacct:v1", host(OTHER_ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        row(&run, "AWS identity")
+            .0
+            .contains("the repository is in another account, 111111111111")
+    );
+    let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
+    assert!(line.contains("does not grant ecr:BatchGetImage, ecr:GetDownloadUrlForLayer, ecr:BatchCheckLayerAvailability"), "{line}");
+    // The statement names the caller (from STS) as principal and the pull actions.
+    let caller = row(&run, "AWS identity")
+        .0
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_string();
+    assert!(caller.starts_with("arn:aws:"), "{caller}");
+    assert!(
+        fix.contains("repository policy of 'doctor/xacct' in account 111111111111")
+            && fix.contains(&format!(r#""Principal":{{"AWS":"{caller}"}}"#))
+            && fix.contains(r#""Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer","ecr:BatchCheckLayerAvailability"]"#)
+            && fix.contains("in account 123456789012, allow"),
+        "{fix}"
+    );
+
+    // A policy that already grants the caller's account: the missing half is the caller's IAM.
+    let granted = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "ecr:*"}]});
+    moto_ecr()
+        .set_repository_policy()
+        .registry_id(OTHER_ACCOUNT)
+        .repository_name("doctor/xacct")
+        .policy_text(granted.to_string())
+        .send()
+        .await
+        .unwrap();
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
+    assert!(line.contains("grants the pull actions to"), "{line}");
+    assert!(
+        fix.starts_with("fix: the caller's own account must allow it too: allow ecr:BatchGetImage"),
+        "{fix}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_accounts_repository_without_a_policy_or_hidden_from_us() {
+    let h = Harness::new(&[]).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    seed(OTHER_ACCOUNT, "doctor/nopolicy", "v1", None).await;
+    h.aws.fail(access_denied(
+        "BatchGetImage",
+        "ecr:BatchGetImage",
+        "doctor/nopolicy",
+        OTHER_ACCOUNT,
+    ));
+    let image = format!("{}/doctor/nopolicy:v1", host(OTHER_ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
+    assert!(
+        line.contains("has no repository policy, so no other account may pull"),
+        "{line}"
+    );
+    assert!(
+        fix.contains("add this statement") && fix.contains("ecr:BatchGetImage"),
+        "{fix}"
+    );
+
+    h.aws.fail_also(access_denied(
+        "GetRepositoryPolicy",
+        "ecr:GetRepositoryPolicy",
+        "doctor/nopolicy",
+        OTHER_ACCOUNT,
+    ));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
+    assert!(
+        line.contains("could not be read (AccessDeniedException on GetRepositoryPolicy)"),
+        "{line}"
+    );
+    assert!(
+        fix.contains("ask the owner of account 111111111111 to add this statement"),
+        "{fix}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registry_refusing_the_token_is_not_a_network_problem() {
+    let h = Harness::new(&[]).await;
+    seed(ACCOUNT, "doctor/v2-401", "v1", None).await;
+    // The stand-in expects another password: ours answers 401, as a stale or foreign token would.
+    let registry = Registry::start(h.dir.path(), "a-different-password");
+    let image = format!("{}/doctor/v2-401:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "Registry endpoint", "FAIL");
+    assert!(
+        line.contains("answered 401: the registry did not accept the token"),
+        "{line}"
+    );
+    assert!(
+        fix.contains("Authorization header") && fix.contains("us-east-1"),
+        "{fix}"
+    );
+    assert!(registry.requests().contains("authorized=False"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_answer_unknown_name_or_wrong_certificate_get_their_own_hints() {
+    let h = Harness::new(&[]).await;
+    seed(ACCOUNT, "doctor/net", "v1", None).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/net:v1", host(ACCOUNT));
+
+    // A listener that accepts TCP and never says a word: a black hole on the path.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let started = std::time::Instant::now();
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &silent.local_addr().unwrap().to_string(),
+        &[],
+    )
+    .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the probe is bounded"
+    );
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "Registry endpoint", "FAIL");
+    assert!(
+        line.contains("no answer from") && line.contains("within 4 s"),
+        "{line}"
+    );
+    assert!(
+        fix.contains("NAT gateway")
+            && fix.contains("security groups")
+            && fix.contains("com.amazonaws.us-east-1.ecr.api")
+            && fix.contains("com.amazonaws.us-east-1.ecr.dkr")
+            && fix.contains("com.amazonaws.us-east-1.s3"),
+        "{fix}"
+    );
+
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        "no-such-registry.invalid:443",
+        &[],
+    )
+    .await;
+    let (line, fix) = assert_row(&run, "Registry endpoint", "FAIL");
+    assert!(
+        line.contains("cannot resolve no-such-registry.invalid:443"),
+        "{line}"
+    );
+    assert!(
+        fix.contains("DNS resolver")
+            && fix.contains("com.amazonaws.us-east-1.ecr.dkr")
+            && fix.contains("com.amazonaws.us-east-1.s3"),
+        "{fix}"
+    );
+
+    // Without the test CA the certificate is not trusted: verification is real.
+    let run = doctor(&h, h.base_env(), &image, &registry.address(), &[]).await;
+    let (line, fix) = assert_row(&run, "Registry endpoint", "FAIL");
+    assert!(
+        line.contains("TLS with 123456789012.dkr.ecr.us-east-1.amazonaws.com failed"),
+        "{line}"
+    );
+    assert!(fix.contains("SSL_CERT_FILE"), "{fix}");
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pull_secret_must_exist_hold_the_registry_and_be_fresh() {
+    let h = Harness::new(&["team-a"]).await;
+    seed(ACCOUNT, "doctor/secret", "v1", None).await;
+    list_ecr_in_sa(&h, "team-a");
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/secret:v1", host(ACCOUNT));
+    let address = registry.address();
+    let run_it = || {
+        doctor(
+            &h,
+            env_trusting(&h, &registry),
+            &image,
+            &address,
+            &["--namespace", "team-a"],
+        )
+    };
+
+    let typo = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &address,
+        &["--namespace", "team-aa"],
+    )
+    .await;
+    let (line, fix) = assert_row(&typo, "Secret team-aa/ecr", "FAIL");
+    assert!(line.contains("there is no namespace team-aa"), "{line}");
+    assert!(fix.contains("check --namespace"), "{fix}");
+
+    let run = run_it().await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "Secret team-a/ecr", "FAIL");
+    assert!(line.contains("no Secret 'ecr' in team-a"), "{line}");
+    assert!(
+        fix.contains("add team-a to the refresher's --namespaces"),
+        "{fix}"
+    );
+
+    // Written by a real refresh with moto's token, which expired in 2015.
+    assert_eq!(
+        h.run(&["--namespaces", "team-a", "--registries", &host(ACCOUNT)])
+            .await
+            .code,
+        0
+    );
+    let run = run_it().await;
+    let (line, fix) = assert_row(&run, "Secret team-a/ecr", "FAIL");
+    assert!(line.contains("expired at 2015-01-01T00:00:00Z"), "{line}");
+    assert!(
+        fix.contains("create job --from=cronjob/ecr-secret-refresher"),
+        "{fix}"
+    );
+
+    h.kube.put(
+        "secrets",
+        "team-a",
+        our_secret("team-a", &[&host(OTHER_ACCOUNT)], &in_a_day()),
+    );
+    let run = run_it().await;
+    let (line, fix) = assert_row(&run, "Secret team-a/ecr", "FAIL");
+    assert!(
+        line.contains(&format!(
+            "holds {}, not {}",
+            host(OTHER_ACCOUNT),
+            host(ACCOUNT)
+        )),
+        "{line}"
+    );
+    assert!(
+        fix.contains(&format!(
+            "add {} to the refresher's --registries",
+            host(ACCOUNT)
+        )),
+        "{fix}"
+    );
+
+    h.kube
+        .put("secrets", "team-a", foreign_secret("team-a", "ecr"));
+    let run = run_it().await;
+    let (line, fix) = assert_row(&run, "Secret team-a/ecr", "FAIL");
+    assert!(
+        line.contains("not written by ecr-secret-refresher"),
+        "{line}"
+    );
+    assert!(
+        fix.contains("--force") && fix.contains("--secret-name"),
+        "{fix}"
+    );
+
+    // Fresh by its annotation, but holding a password the registry refuses.
+    h.kube.put(
+        "secrets",
+        "team-a",
+        our_secret_with("team-a", &[&host(ACCOUNT)], &in_a_day(), "stale-password"),
+    );
+    let run = run_it().await;
+    let (line, fix) = assert_row(&run, "Secret team-a/ecr", "FAIL");
+    assert!(
+        line.contains("but the registry refuses its password (HTTP 401)"),
+        "{line}"
+    );
+    assert!(fix.contains("run a refresh now"), "{fix}");
+
+    h.kube.put(
+        "secrets",
+        "team-a",
+        our_secret("team-a", &[&host(ACCOUNT)], &in_a_day()),
+    );
+    let run = run_it().await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let (line, _) = assert_row(&run, "Secret team-a/ecr", "ok");
+    assert!(line.contains("the registry accepts its password"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_account_must_list_the_secret() {
+    let h = Harness::new(&["team-a"]).await;
+    seed(ACCOUNT, "doctor/sa", "v1", None).await;
+    h.kube.put(
+        "secrets",
+        "team-a",
+        our_secret("team-a", &[&host(ACCOUNT)], &in_a_day()),
+    );
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/sa:v1", host(ACCOUNT));
+    let env = env_trusting(&h, &registry);
+
+    let run = doctor(
+        &h,
+        env.clone(),
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a"],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "ServiceAccount team-a/default", "FAIL");
+    assert!(
+        line.contains("imagePullSecrets is empty, not ecr"),
+        "{line}"
+    );
+    assert!(
+        fix.contains("--service-accounts default") && fix.contains("patch serviceaccount default"),
+        "{fix}"
+    );
+
+    let run = doctor(
+        &h,
+        env.clone(),
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a", "--service-account", "builder"],
+    )
+    .await;
+    let (line, fix) = assert_row(&run, "ServiceAccount team-a/builder", "FAIL");
+    assert!(
+        line.contains("no ServiceAccount 'builder' in team-a"),
+        "{line}"
+    );
+    assert!(fix.contains("create serviceaccount builder"), "{fix}");
+
+    list_ecr_in_sa(&h, "team-a");
+    let run = doctor(
+        &h,
+        env,
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_row(&run, "ServiceAccount team-a/default", "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_rbac_to_look_the_cluster_rows_are_unknown_not_failed() {
+    let h = Harness::new(&["team-a"]).await;
+    seed(ACCOUNT, "doctor/rbac", "v1", None).await;
+    // Allowed to read ServiceAccounts, not Secrets.
+    h.kube.enforce_rules(vec![Rule {
+        api_groups: vec!["".into()],
+        resources: vec!["serviceaccounts".into()],
+        verbs: vec!["get".into()],
+        resource_names: vec![],
+        namespace: None,
+    }]);
+    list_ecr_in_sa(&h, "team-a");
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/rbac:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a"],
+    )
+    .await;
+    assert_eq!(
+        run.code, 0,
+        "could not check is not a failure:\n{}",
+        run.stdout
+    );
+    let (line, fix) = assert_row(&run, "Secret team-a/ecr", "unknown");
+    assert!(
+        line.contains("could not check") && line.contains("Forbidden"),
+        "{line}"
+    );
+    assert!(fix.contains("allow get secrets/ecr in team-a"), "{fix}");
+    assert_row(&run, "ServiceAccount team-a/default", "ok");
+
+    h.kube.enforce_rules(vec![]);
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a"],
+    )
+    .await;
+    let (_, fix) = assert_row(&run, "ServiceAccount team-a/default", "unknown");
+    assert!(
+        fix.contains("allow get serviceaccounts/default in team-a"),
+        "{fix}"
+    );
+    // A real failure to reach the API server is a failure, not "unknown".
+    h.kube
+        .inject(Fault::status(500).resource("secrets").times(10));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a"],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    assert_row(&run, "Secret team-a/ecr", "FAIL");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_image_flags_are_checked_before_anything_runs() {
+    let h = Harness::new(&[]).await;
+    let run = h
+        .run(&[
+            "doctor",
+            "--image",
+            "x.dkr.ecr/app",
+            "--namespace",
+            "Team_A",
+        ])
+        .await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("--namespace: 'Team_A'"),
+        "{}",
+        run.stderr
+    );
+    let run = h.run(&["doctor", "--namespace", "team-a"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--image"), "{}", run.stderr);
+    assert!(h.aws.calls().is_empty() && h.kube.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn independent_problems_are_all_reported_in_one_run() {
+    let h = Harness::new(&["team-a"]).await;
+    seed(OTHER_ACCOUNT, "doctor/many", "v1", None).await;
+    h.aws.fail(access_denied(
+        "BatchGetImage",
+        "ecr:BatchGetImage",
+        "doctor/many",
+        OTHER_ACCOUNT,
+    ));
+    // A Secret from a refresh that stopped running (moto's token expired in 2015).
+    assert_eq!(
+        h.run(&[
+            "--namespaces",
+            "team-a",
+            "--registries",
+            &host(OTHER_ACCOUNT)
+        ])
+        .await
+        .code,
+        0
+    );
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/many:v1", host(OTHER_ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a"],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    assert_row(&run, "Image exists", "ok");
+    assert_row(&run, "Pull permission", "FAIL");
+    assert_row(&run, "Registry endpoint", "ok");
+    assert_row(&run, "Secret team-a/ecr", "FAIL");
+    assert_row(&run, "ServiceAccount team-a/default", "FAIL");
+}
+
+/// Stores `manifest` under `tag` in moto and returns its digest.
+async fn put_manifest(repo: &str, tag: &str, manifest: &Value) -> String {
+    moto_ecr()
+        .put_image()
+        .repository_name(repo)
+        .image_manifest(manifest.to_string())
+        .image_tag(tag)
+        .send()
+        .await
+        .expect("moto stores the manifest")
+        .image()
+        .and_then(|i| i.image_id())
+        .and_then(|id| id.image_digest())
+        .unwrap()
+        .to_string()
+}
+
+fn index(platform: &str) -> Value {
+    json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest("e"), "size": 566,
+             "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": platform, "size": 1000,
+             "platform": {"architecture": "amd64", "os": "linux"}}
+        ]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multi_platform_image_is_followed_to_a_platform_and_its_layer() {
+    let h = Harness::new(&[]).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    // seed() stores a single-platform image under `amd64`; the index under `v1` names it.
+    let platform = seed(ACCOUNT, "doctor/multi", "amd64", None).await;
+    put_manifest("doctor/multi", "v1", &index(&platform)).await;
+    let image = format!("{}/doctor/multi:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let (line, _) = assert_row(&run, "Pull permission", "ok");
+    assert!(
+        line.contains(&format!("through the index's platform manifest {platform}")),
+        "{line}"
+    );
+    let layer_calls = h
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "GetDownloadUrlForLayer")
+        .count();
+    assert_eq!(layer_calls, 1);
+
+    // An index whose platform manifest is gone: the image is broken, not forbidden.
+    put_manifest("doctor/multi", "broken", &index(&digest("f"))).await;
+    let image = format!("{}/doctor/multi:broken", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
+    assert!(
+        line.contains(&format!(
+            "the index names platform manifest {}",
+            digest("f")
+        )),
+        "{line}"
+    );
+    assert!(fix.contains("push the image again"), "{fix}");
+}
