@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::aws::registry::{Registry, RegistryError, is_region};
+use crate::aws::registry::{Registry, RegistryError, is_region, mixed_partitions, partition};
 use crate::aws::roles_anywhere::{self, Passphrase, RaError};
 use crate::aws::settings::{AssumeRole, AwsSettings, CredentialsSource, is_role_arn};
 use crate::cluster::labels::Selector;
@@ -401,6 +401,15 @@ pub enum ConfigError {
     NeedsAssumeRole(&'static str),
     #[error("--concurrency must be between 1 and 256, got {0}")]
     Concurrency(usize),
+    #[error(
+        "{first} is in the AWS partition {first_partition} but {second} is in {second_partition}: one set of AWS credentials never works in two partitions. Run one refresher per partition (two CronJobs, or two runs with different --secret-name values), each with the registries of its partition"
+    )]
+    MixedPartitions {
+        first: String,
+        first_partition: &'static str,
+        second: String,
+        second_partition: &'static str,
+    },
     #[error("IAM Roles Anywhere needs {0} too")]
     RolesAnywhereIncomplete(String),
     #[error(transparent)]
@@ -435,6 +444,40 @@ const ASSUME_ROLE_ONLY: [(&str, &str, &str); 2] = [
         "ECR_REFRESHER_ROLE_SESSION_NAME",
     ),
 ];
+
+/// Fails when the registries, --region and the Roles Anywhere trust anchor are not all in one
+/// partition: credentials from one partition are refused in every other, so such a run can
+/// never succeed.
+fn check_one_partition(
+    registries: &[Registry],
+    region: Option<&str>,
+    roles_anywhere: Option<&roles_anywhere::Settings>,
+) -> Result<(), ConfigError> {
+    let mut items: Vec<(String, String)> = Vec::new();
+    if let Some(ra) = roles_anywhere {
+        items.push((
+            format!("the trust anchor of --ra-trust-anchor-arn ({})", ra.region),
+            ra.region.clone(),
+        ));
+    }
+    if let Some(r) = region {
+        items.push((format!("--region {r}"), r.to_string()));
+    }
+    items.extend(
+        registries
+            .iter()
+            .map(|r| (format!("the registry {}", r.host), r.region.clone())),
+    );
+    match mixed_partitions(&items) {
+        None => Ok(()),
+        Some((first, second)) => Err(ConfigError::MixedPartitions {
+            first: first.0.clone(),
+            first_partition: partition(&first.1),
+            second: second.0.clone(),
+            second_partition: partition(&second.1),
+        }),
+    }
+}
 
 impl Cli {
     /// Parses the process's arguments and environment, and notes which flags came from the
@@ -567,6 +610,7 @@ impl Cli {
         if self.credentials_source == CredentialsSource::RolesAnywhere && roles_anywhere.is_none() {
             return Err(ConfigError::RolesAnywhereMissing);
         }
+        check_one_partition(&registries, self.region.as_deref(), roles_anywhere.as_ref())?;
         Ok(Config {
             namespaces,
             prune: self.prune,
@@ -735,7 +779,7 @@ mod tests {
             "--namespaces",
             "a",
             "--registries",
-            "https://123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/, 123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "https://123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/, 123456789012.dkr.ecr.cn-northwest-1.amazonaws.com.cn",
         ])
         .unwrap();
         let hosts: Vec<&str> = c.registries.iter().map(|r| r.host.as_str()).collect();
@@ -743,8 +787,56 @@ mod tests {
             hosts,
             [
                 "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
-                "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+                "123456789012.dkr.ecr.cn-northwest-1.amazonaws.com.cn"
             ]
+        );
+    }
+
+    #[test]
+    fn one_run_stays_in_one_partition() {
+        let china = "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn";
+        let global = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let err = cli(&[
+            "--namespaces",
+            "a",
+            "--registries",
+            &format!("{global},{china}"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for want in [
+            global,
+            china,
+            "partition aws ",
+            "aws-cn",
+            "one refresher per partition",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let err = cli(&[
+            "--namespaces",
+            "a",
+            "--region",
+            "cn-north-1",
+            "--registries",
+            global,
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--region cn-north-1") && err.contains(global),
+            "{err}"
+        );
+        assert!(
+            cli(&[
+                "--namespaces",
+                "a",
+                "--region",
+                "eu-west-1",
+                "--registries",
+                global
+            ])
+            .is_ok()
         );
     }
 }

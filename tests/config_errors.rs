@@ -246,3 +246,27 @@ async fn assume_role_flags_without_a_role_are_an_error() {
     assert!(h.aws.calls().is_empty());
     assert!(h.kube.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registries_in_two_partitions_fail_before_any_call() {
+    // The README's first usage example used to do exactly this.
+    let h = Harness::new(&["team-a"]).await;
+    let global = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    let china = "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn";
+    for command in [None, Some("doctor")] {
+        let mut args: Vec<&str> = command.into_iter().collect();
+        let regs = format!("{global},{china}");
+        args.extend(["--namespaces", "team-a", "--registries", &regs]);
+        let run = h.run(&args).await;
+        assert_eq!(run.code, 2, "{command:?}: {}", run.stderr);
+        for want in [global, china, "aws-cn", "one refresher per partition"] {
+            assert!(
+                run.stderr.contains(want),
+                "{command:?} should say {want}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert!(h.aws.calls().is_empty());
+    assert!(h.kube.requests().is_empty());
+}

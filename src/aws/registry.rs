@@ -123,6 +123,33 @@ pub fn dns_suffix(region: &str) -> &'static str {
     }
 }
 
+/// The partition a region belongs to (`aws`, `aws-cn`, `aws-us-gov`, ...): credentials from one
+/// partition are unknown in every other.
+pub fn partition(region: &str) -> &'static str {
+    match region {
+        r if r.starts_with("cn-") => "aws-cn",
+        r if r.starts_with("us-gov-") => "aws-us-gov",
+        r if r.starts_with("us-isob-") => "aws-iso-b",
+        r if r.starts_with("us-isof-") => "aws-iso-f",
+        r if r.starts_with("us-iso-") => "aws-iso",
+        r if r.starts_with("eu-isoe-") => "aws-iso-e",
+        r if r.starts_with("eusc-") => "aws-eusc",
+        _ => "aws",
+    }
+}
+
+/// Two things that one run would need credentials for in different partitions, each as
+/// `(what, region)`: the first pair of `items` whose regions' partitions differ.
+pub fn mixed_partitions<'a>(
+    items: &'a [(String, String)],
+) -> Option<(&'a (String, String), &'a (String, String))> {
+    let first = items.first()?;
+    let other = items
+        .iter()
+        .find(|(_, region)| partition(region) != partition(&first.1))?;
+    Some((first, other))
+}
+
 /// Registries that one GetAuthorizationToken call serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenScope {
@@ -286,6 +313,33 @@ mod tests {
                 ("us-east-1", true, 1)
             ]
         );
+    }
+
+    #[test]
+    fn partitions_of_regions() {
+        for (region, want) in [
+            ("us-east-1", "aws"),
+            ("eu-west-1", "aws"),
+            ("cn-north-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+            ("us-iso-east-1", "aws-iso"),
+            ("us-isob-east-1", "aws-iso-b"),
+            ("us-isof-south-1", "aws-iso-f"),
+            ("eu-isoe-west-1", "aws-iso-e"),
+            ("eusc-de-east-1", "aws-eusc"),
+        ] {
+            assert_eq!(partition(region), want, "{region}");
+        }
+        let items = |rs: &[&str]| -> Vec<(String, String)> {
+            rs.iter()
+                .map(|r| (format!("x in {r}"), r.to_string()))
+                .collect()
+        };
+        assert!(mixed_partitions(&items(&["us-east-1", "eu-west-1"])).is_none());
+        assert!(mixed_partitions(&items(&[])).is_none());
+        let mixed = items(&["eu-west-1", "us-east-1", "cn-north-1"]);
+        let (a, b) = mixed_partitions(&mixed).unwrap();
+        assert_eq!((a.1.as_str(), b.1.as_str()), ("eu-west-1", "cn-north-1"));
     }
 
     #[test]
