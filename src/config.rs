@@ -468,7 +468,7 @@ fn check_one_partition(
             .iter()
             .map(|r| (format!("the registry {}", r.host), r.region.clone())),
     );
-    match mixed_partitions(&items) {
+    match mixed_partitions(&items, |(_, region)| region) {
         None => Ok(()),
         Some((first, second)) => Err(ConfigError::MixedPartitions {
             first: first.0.clone(),

@@ -26,7 +26,6 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
-use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use crate::aws::roles_anywhere::{RaError, RolesAnywhere};
@@ -70,13 +69,9 @@ pub struct Aws {
     pub source: &'static str,
 }
 
-/// The HTTPS client for every AWS call: rustls with ring, the same TLS stack the kube client uses.
+/// The HTTP client for every AWS call; see [`crate::aws::http`].
 pub fn http_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
+    crate::aws::http::client()
 }
 
 fn fast_imds(conf: &ProviderConfig) -> imds::Client {
@@ -123,7 +118,11 @@ struct Source {
 
 /// The sources to try, in order. Roles Anywhere settings, when given, are the only source
 /// `auto` tries: the user asked for them.
-fn sources(settings: &AwsSettings, conf: &ProviderConfig) -> Result<Vec<Source>, AwsSetupError> {
+fn sources(
+    settings: &AwsSettings,
+    conf: &ProviderConfig,
+    http: &SharedHttpClient,
+) -> Result<Vec<Source>, AwsSetupError> {
     let choice = settings.source;
     if let Some(ra) = &settings.roles_anywhere
         && matches!(
@@ -131,7 +130,7 @@ fn sources(settings: &AwsSettings, conf: &ProviderConfig) -> Result<Vec<Source>,
             CredentialsSource::Auto | CredentialsSource::RolesAnywhere
         )
     {
-        let provider = RolesAnywhere::load(ra.clone())?;
+        let provider = RolesAnywhere::load(ra.clone(), http.clone())?;
         return Ok(vec![Source {
             name: "IAM Roles Anywhere",
             provider: SharedCredentialsProvider::new(provider),
@@ -274,7 +273,7 @@ pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<A
         .await
         .ok_or(AwsSetupError::NoRegion)?;
     let conf = base.with_region(Some(region.clone()));
-    let (source, creds) = first_credentials(sources(settings, &conf)?).await?;
+    let (source, creds) = first_credentials(sources(settings, &conf, &http)?).await?;
     tracing::debug!(source = source.name, "AWS credentials found");
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)

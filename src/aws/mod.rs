@@ -4,6 +4,7 @@
 
 pub mod credentials;
 pub mod ecr;
+pub mod http;
 pub mod image;
 pub mod registry;
 pub mod roles_anywhere;

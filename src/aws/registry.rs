@@ -138,15 +138,13 @@ pub fn partition(region: &str) -> &'static str {
     }
 }
 
-/// Two things that one run would need credentials for in different partitions, each as
-/// `(what, region)`: the first pair of `items` whose regions' partitions differ.
-pub fn mixed_partitions<'a>(
-    items: &'a [(String, String)],
-) -> Option<(&'a (String, String), &'a (String, String))> {
+/// The first item and the first after it whose regions are in different partitions: things
+/// one run cannot all have credentials for.
+pub fn mixed_partitions<T>(items: &[T], region: impl Fn(&T) -> &str) -> Option<(&T, &T)> {
     let first = items.first()?;
     let other = items
         .iter()
-        .find(|(_, region)| partition(region) != partition(&first.1))?;
+        .find(|item| partition(region(item)) != partition(region(first)))?;
     Some((first, other))
 }
 
@@ -335,10 +333,10 @@ mod tests {
                 .map(|r| (format!("x in {r}"), r.to_string()))
                 .collect()
         };
-        assert!(mixed_partitions(&items(&["us-east-1", "eu-west-1"])).is_none());
-        assert!(mixed_partitions(&items(&[])).is_none());
+        assert!(mixed_partitions(&items(&["us-east-1", "eu-west-1"]), |i| &i.1).is_none());
+        assert!(mixed_partitions(&items(&[]), |i| &i.1).is_none());
         let mixed = items(&["eu-west-1", "us-east-1", "cn-north-1"]);
-        let (a, b) = mixed_partitions(&mixed).unwrap();
+        let (a, b) = mixed_partitions(&mixed, |i| &i.1).unwrap();
         assert_eq!((a.1.as_str(), b.1.as_str()), ("eu-west-1", "cn-north-1"));
     }
 
