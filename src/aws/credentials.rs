@@ -28,9 +28,13 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
+use crate::aws::profile::ProfileFiles;
 use crate::aws::roles_anywhere::{RaError, RolesAnywhere};
 use crate::aws::settings::{AwsSettings, CredentialsSource};
 use crate::errors;
+
+/// aws-config's whole message for a source that is not set up, with nothing about why.
+const NOT_ENABLED: &str = "the credential provider was not enabled";
 
 /// How long IMDS may take to answer before we decide we are not on EC2.
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -41,6 +45,10 @@ pub enum AwsSetupError {
         "no AWS region: pass --region (or set AWS_REGION), or name registries with --registries"
     )]
     NoRegion,
+    #[error(
+        "no AWS region: AWS_PROFILE={profile} names a profile that does not exist (looked for {looked}). Fix or unset AWS_PROFILE; pass --region or set AWS_REGION for the region"
+    )]
+    MissingProfile { profile: String, looked: String },
     #[error(
         "no AWS credentials found. Tried:\n{tried}\nSet one of these up, or pick one with --credentials-source."
     )]
@@ -60,6 +68,41 @@ pub enum AwsSetupError {
     CallerIdentity(String),
     #[error("IAM Roles Anywhere: {0}")]
     RolesAnywhere(#[from] RaError),
+}
+
+impl AwsSetupError {
+    /// Whether the region, not the credentials, is what is missing.
+    pub fn is_region(&self) -> bool {
+        matches!(
+            self,
+            AwsSetupError::NoRegion | AwsSetupError::MissingProfile { .. }
+        )
+    }
+
+    /// What to do about it, in one line (for `doctor`).
+    pub fn fix(&self) -> &'static str {
+        match self {
+            AwsSetupError::NoRegion => {
+                "set a region: pass --region or set AWS_REGION (or name the registries with --registries)"
+            }
+            AwsSetupError::MissingProfile { .. } => {
+                "fix or unset AWS_PROFILE, and set a region with --region or AWS_REGION"
+            }
+            AwsSetupError::NoCredentials { .. } => {
+                "set up one of the listed sources, or pick one with --credentials-source"
+            }
+            AwsSetupError::SourceFailed { .. } => {
+                "fix the source named above, or pick another with --credentials-source"
+            }
+            AwsSetupError::AssumeRole { .. } => {
+                "check --assume-role-arn, the role's trust policy and --external-id"
+            }
+            AwsSetupError::CallerIdentity(_) => {
+                "check the credentials and the region, or name the registries with --registries"
+            }
+            AwsSetupError::RolesAnywhere(_) => "fix the Roles Anywhere setting or file named above",
+        }
+    }
 }
 
 /// AWS configuration ready for service clients: region, HTTP client and resolved credentials.
@@ -114,6 +157,8 @@ async fn resolve_region(
 struct Source {
     name: &'static str,
     provider: SharedCredentialsProvider,
+    /// Says why the source has nothing when its own error does not.
+    explain: Option<fn() -> Option<String>>,
 }
 
 /// The sources to try, in order. Roles Anywhere settings, when given, are the only source
@@ -134,21 +179,27 @@ fn sources(
         return Ok(vec![Source {
             name: "IAM Roles Anywhere",
             provider: SharedCredentialsProvider::new(provider),
+            explain: None,
         }]);
     }
     Ok(chain_sources(choice, conf))
 }
 
 fn chain_sources(choice: CredentialsSource, conf: &ProviderConfig) -> Vec<Source> {
-    let s = |name, provider: SharedCredentialsProvider| Source { name, provider };
+    let s = |name, provider: SharedCredentialsProvider| Source {
+        name,
+        provider,
+        explain: None,
+    };
     let env = || {
         s(
             "environment (AWS_ACCESS_KEY_ID)",
             SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
         )
     };
-    let profile = || {
-        s(
+    let profile = || Source {
+        explain: Some(|| ProfileFiles::from_env().why_no_credentials()),
+        ..s(
             "profile (~/.aws/config, AWS_PROFILE)",
             SharedCredentialsProvider::new(
                 ProfileFileCredentialsProvider::builder()
@@ -210,12 +261,13 @@ async fn first_credentials(sources: Vec<Source>) -> Result<(Source, Credentials)
         match source.provider.provide_credentials().await {
             Ok(creds) => return Ok((source, creds)),
             Err(e @ CredentialsError::CredentialsNotLoaded(_)) => {
-                let why = errors::chain(&e);
-                tried.push(format!(
-                    "  - {}: {}",
-                    source.name,
-                    why.trim_start_matches("the credential provider was not enabled: ")
-                ));
+                let chain = errors::chain(&e);
+                let why = match chain.strip_prefix(NOT_ENABLED) {
+                    Some("") => source.explain.and_then(|f| f()).unwrap_or(chain.clone()),
+                    Some(rest) => rest.trim_start_matches(": ").to_string(),
+                    None => chain.clone(),
+                };
+                tried.push(format!("  - {}: {why}", source.name));
             }
             Err(e) => {
                 return Err(AwsSetupError::SourceFailed {
@@ -269,9 +321,18 @@ impl ProvideCredentials for Primed {
 pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<Aws, AwsSetupError> {
     let http = http_client();
     let base = ProviderConfig::default().with_http_client(http.clone());
-    let region = resolve_region(settings, region_hint, &base)
-        .await
-        .ok_or(AwsSetupError::NoRegion)?;
+    let Some(region) = resolve_region(settings, region_hint, &base).await else {
+        // A misspelt AWS_PROFILE is the likelier cause than a profile without a region.
+        let files = ProfileFiles::from_env();
+        return Err(if files.named_profile_is_missing() {
+            AwsSetupError::MissingProfile {
+                looked: files.where_looked(),
+                profile: files.profile,
+            }
+        } else {
+            AwsSetupError::NoRegion
+        });
+    };
     let conf = base.with_region(Some(region.clone()));
     let (source, creds) = first_credentials(sources(settings, &conf, &http)?).await?;
     tracing::debug!(source = source.name, "AWS credentials found");

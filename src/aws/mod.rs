@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod ecr;
 pub mod http;
 pub mod image;
+pub mod profile;
 pub mod registry;
 pub mod roles_anywhere;
 pub mod settings;
