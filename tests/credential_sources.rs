@@ -286,3 +286,58 @@ async fn doctor_without_a_region_says_to_set_one() {
         run.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_profile_file_is_reported_by_file_and_line_only() {
+    // The secret sits on the broken line itself; the error must point at it, not print it.
+    let h = Harness::new(&["team-a"]).await;
+    let dir = h.dir.path();
+    let cases = [
+        (
+            "AWS_CONFIG_FILE",
+            "aws-config",
+            format!("[profile dev]\nregion = eu-west-1\naws_secret_access_key {SECRET_KEY}\n"),
+            "line 3",
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "aws-credentials",
+            format!("[dev]\naws_access_key_id = AKIDBROKEN\n  {SECRET_KEY}\n[dev\n"),
+            "line 4",
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "aws-credentials-2",
+            format!("  aws_secret_access_key = {SECRET_KEY}\n[dev]\n"),
+            "line 1",
+        ),
+    ];
+    for (var, name, text, line) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, &text).unwrap();
+        let mut env: Vec<(String, String)> = h
+            .env_without_keys()
+            .into_iter()
+            .filter(|(k, _)| k != var)
+            .collect();
+        env.push((var.into(), path.display().to_string()));
+        env.push(("AWS_PROFILE".into(), "dev".into()));
+        for source in ["profile", "auto"] {
+            let run = h
+                .run_env(
+                    &["--namespaces", "team-a", "--credentials-source", source],
+                    env.clone(),
+                )
+                .await;
+            assert_eq!(run.code, 2, "{name} {source}: {}", run.stderr);
+            assert!(
+                run.stderr.contains(&path.display().to_string()) && run.stderr.contains(line),
+                "{name} {source}: the error names the file and the line: {}",
+                run.stderr
+            );
+            // run_env already checked assert_no_secrets; the secret in any part is absent too.
+            assert!(!run.stderr.contains("FMI-test-secret"), "{}", run.stderr);
+        }
+    }
+    assert!(h.aws.calls().is_empty());
+}

@@ -782,3 +782,82 @@ async fn every_aws_call_goes_through_the_environments_proxy() {
     assert_eq!(after.len(), before + 1);
     assert_eq!(after.last().unwrap()["result"], "accepted");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_certificate_and_key_files_are_reported_without_their_contents() {
+    // The secret sits on the broken line of each file; the error names the file, never the line.
+    let h = Harness::new(&["team-a"]).await;
+    let server = RaServer::start(h.dir.path());
+    let dir = h.dir.path();
+    let good_key = std::fs::read_to_string(pem("direct.pkcs8.pem")).unwrap();
+    let good_cert = std::fs::read_to_string(pem("direct.crt")).unwrap();
+    let secret_line = format!("{SECRET_KEY}{SECRET_KEY}");
+    // A broken line in the middle of a good block, and blocks that are all secret.
+    let with_broken_line = |pem: &str| {
+        let mut lines: Vec<&str> = pem.lines().collect();
+        let at = lines.len() / 2;
+        lines.insert(at, &secret_line);
+        lines.join("\n") + "\n"
+    };
+    let cases = [
+        ("cert-broken-line.crt", with_broken_line(&good_cert), true),
+        (
+            "cert-all-secret.crt",
+            format!("-----BEGIN CERTIFICATE-----\n{secret_line}\n-----END CERTIFICATE-----\n"),
+            true,
+        ),
+        ("key-broken-line.pem", with_broken_line(&good_key), false),
+        (
+            "key-all-secret.pem",
+            format!("-----BEGIN PRIVATE KEY-----\n{secret_line}\n-----END PRIVATE KEY-----\n"),
+            false,
+        ),
+        (
+            "key-bad-der.pem",
+            format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("0\u{82}{SECRET_KEY}")
+                )
+            ),
+            false,
+        ),
+    ];
+    for (name, text, is_cert) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, &text).unwrap();
+        let mut args = ra_args(&server, "direct.crt", "direct.pkcs8.pem");
+        let flag = if is_cert {
+            "--ra-certificate"
+        } else {
+            "--ra-private-key"
+        };
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1] = path.display().to_string();
+        let run = refresh(&h, &args).await;
+        assert_eq!(run.code, 2, "{name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&path.display().to_string()),
+            "{name}: names the file: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("FMI-test-secret"),
+            "{name}: {}",
+            run.stderr
+        );
+        // Every body line (the BEGIN/END markers are in our own message, by design).
+        for line in text
+            .lines()
+            .filter(|l| l.len() > 20 && !l.starts_with("-----"))
+        {
+            assert!(
+                !run.stderr.contains(line),
+                "{name}: prints a line of the file: {}",
+                run.stderr
+            );
+        }
+    }
+    assert!(server.requests().is_empty());
+}

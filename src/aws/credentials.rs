@@ -28,7 +28,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
-use crate::aws::profile::ProfileFiles;
+use crate::aws::profile::{Finding, ProfileFiles};
 use crate::aws::roles_anywhere::{RaError, RolesAnywhere};
 use crate::aws::settings::{AwsSettings, CredentialsSource};
 use crate::errors;
@@ -49,6 +49,10 @@ pub enum AwsSetupError {
         "no AWS region: AWS_PROFILE={profile} names a profile that does not exist (looked for {looked}). Fix or unset AWS_PROFILE; pass --region or set AWS_REGION for the region"
     )]
     MissingProfile { profile: String, looked: String },
+    #[error(
+        "cannot read the AWS profile files: {0}. Fix that line, or point AWS_CONFIG_FILE or AWS_SHARED_CREDENTIALS_FILE at other files"
+    )]
+    ProfileFile(String),
     #[error(
         "no AWS credentials found. Tried:\n{tried}\nSet one of these up, or pick one with --credentials-source."
     )]
@@ -88,6 +92,7 @@ impl AwsSetupError {
             AwsSetupError::MissingProfile { .. } => {
                 "fix or unset AWS_PROFILE, and set a region with --region or AWS_REGION"
             }
+            AwsSetupError::ProfileFile(_) => "fix the line of the profile file named above",
             AwsSetupError::NoCredentials { .. } => {
                 "set up one of the listed sources, or pick one with --credentials-source"
             }
@@ -157,8 +162,8 @@ async fn resolve_region(
 struct Source {
     name: &'static str,
     provider: SharedCredentialsProvider,
-    /// Says why the source has nothing when its own error does not.
-    explain: Option<fn() -> Option<String>>,
+    /// Whether this is the shared-profile source, whose errors [`ProfileFiles`] explains.
+    is_profile: bool,
 }
 
 /// The sources to try, in order. Roles Anywhere settings, when given, are the only source
@@ -179,7 +184,7 @@ fn sources(
         return Ok(vec![Source {
             name: "IAM Roles Anywhere",
             provider: SharedCredentialsProvider::new(provider),
-            explain: None,
+            is_profile: false,
         }]);
     }
     Ok(chain_sources(choice, conf))
@@ -189,7 +194,7 @@ fn chain_sources(choice: CredentialsSource, conf: &ProviderConfig) -> Vec<Source
     let s = |name, provider: SharedCredentialsProvider| Source {
         name,
         provider,
-        explain: None,
+        is_profile: false,
     };
     let env = || {
         s(
@@ -198,7 +203,7 @@ fn chain_sources(choice: CredentialsSource, conf: &ProviderConfig) -> Vec<Source
         )
     };
     let profile = || Source {
-        explain: Some(|| ProfileFiles::from_env().why_no_credentials()),
+        is_profile: true,
         ..s(
             "profile (~/.aws/config, AWS_PROFILE)",
             SharedCredentialsProvider::new(
@@ -263,16 +268,26 @@ async fn first_credentials(sources: Vec<Source>) -> Result<(Source, Credentials)
             Err(e @ CredentialsError::CredentialsNotLoaded(_)) => {
                 let chain = errors::chain(&e);
                 let why = match chain.strip_prefix(NOT_ENABLED) {
-                    Some("") => source.explain.and_then(|f| f()).unwrap_or(chain.clone()),
-                    Some(rest) => rest.trim_start_matches(": ").to_string(),
-                    None => chain.clone(),
+                    Some("") if source.is_profile => {
+                        let files = ProfileFiles::from_env();
+                        files.explain(&files.find().await).unwrap_or(chain.clone())
+                    }
+                    Some(rest) if !rest.is_empty() => rest.trim_start_matches(": ").to_string(),
+                    _ => chain.clone(),
                 };
                 tried.push(format!("  - {}: {why}", source.name));
             }
             Err(e) => {
+                // aws-config says only "could not parse profile file": name the file and line.
+                let mut message = errors::chain(&e);
+                if source.is_profile
+                    && let Finding::Broken(why) = ProfileFiles::from_env().find().await
+                {
+                    message = why;
+                }
                 return Err(AwsSetupError::SourceFailed {
                     source_name: source.name,
-                    message: errors::chain(&e),
+                    message,
                 });
             }
         }
@@ -322,15 +337,18 @@ pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<A
     let http = http_client();
     let base = ProviderConfig::default().with_http_client(http.clone());
     let Some(region) = resolve_region(settings, region_hint, &base).await else {
-        // A misspelt AWS_PROFILE is the likelier cause than a profile without a region.
+        // A misspelt AWS_PROFILE, or a broken file, is the likelier cause than a profile
+        // without a region.
         let files = ProfileFiles::from_env();
-        return Err(if files.named_profile_is_missing() {
-            AwsSetupError::MissingProfile {
-                looked: files.where_looked(),
-                profile: files.profile,
+        return Err(match files.find().await {
+            Finding::Broken(why) => AwsSetupError::ProfileFile(why),
+            Finding::NoFiles | Finding::MissingProfile if files.named => {
+                AwsSetupError::MissingProfile {
+                    looked: files.where_looked(),
+                    profile: files.profile,
+                }
             }
-        } else {
-            AwsSetupError::NoRegion
+            _ => AwsSetupError::NoRegion,
         });
     };
     let conf = base.with_region(Some(region.clone()));

@@ -1,12 +1,17 @@
 //! What the shared AWS profile files lack, in words a user can act on.
 //!
 //! aws-config reports a profile without credentials, or no profile files at all, only as "the
-//! credential provider was not enabled", and a missing `AWS_PROFILE` only as a missing region.
-//! This looks at the same files (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, or the
-//! defaults under `~/.aws`) and says which profile was looked for, where, and what is missing.
-//! Only section names and key names are read here; values never reach a message.
+//! credential provider was not enabled", a broken file as "could not parse profile file"
+//! without the file or line, and a missing `AWS_PROFILE` only as a missing region. This loads
+//! the same files with aws-config's own parser and says which profile was looked for, where,
+//! and what is missing. Messages carry file names, line numbers, profile and key names, never
+//! a value or a line of a file: the parser's errors hold only the file, the line and what was
+//! expected there.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use aws_config::profile::ProfileSet;
+use aws_types::os_shim_internal::{Env, Fs};
 
 /// Keys that give a profile credentials, directly or through another source.
 const CREDENTIAL_KEYS: &[&str] = &[
@@ -20,7 +25,7 @@ const CREDENTIAL_KEYS: &[&str] = &[
 ];
 
 /// The two shared files and the profile selected in them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ProfileFiles {
     pub config: PathBuf,
     pub credentials: PathBuf,
@@ -28,6 +33,8 @@ pub struct ProfileFiles {
     pub profile: String,
     /// Whether `AWS_PROFILE` chose the profile (rather than the default).
     pub named: bool,
+    fs: Fs,
+    env: Env,
 }
 
 /// What the files hold for the selected profile.
@@ -35,6 +42,8 @@ pub struct ProfileFiles {
 pub enum Finding {
     /// Neither file exists.
     NoFiles,
+    /// A file does not parse: the parser's message, with the file and the line.
+    Broken(String),
     /// The files exist, but neither has the profile.
     MissingProfile,
     /// The profile exists, without any credential setting.
@@ -44,34 +53,44 @@ pub enum Finding {
 }
 
 impl ProfileFiles {
-    /// The files and profile the SDK uses, from the environment.
+    /// The files and profile the SDK uses, from the process's environment.
     pub fn from_env() -> ProfileFiles {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
+        ProfileFiles::with(Fs::real(), Env::real())
+    }
+
+    /// The files and profile that `env` selects, read through `fs`.
+    pub fn with(fs: Fs, env: Env) -> ProfileFiles {
+        let home = env.get("HOME").ok().map(PathBuf::from);
         let path = |var: &str, default: &str| {
-            std::env::var_os(var)
+            env.get(var)
+                .ok()
                 .map(PathBuf::from)
                 .or_else(|| home.as_ref().map(|h| h.join(".aws").join(default)))
                 .unwrap_or_else(|| PathBuf::from(format!("~/.aws/{default}")))
         };
-        let named = std::env::var("AWS_PROFILE")
-            .ok()
-            .filter(|p| !p.trim().is_empty());
+        let named = env.get("AWS_PROFILE").ok().filter(|p| !p.trim().is_empty());
         ProfileFiles {
             config: path("AWS_CONFIG_FILE", "config"),
             credentials: path("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
             profile: named.clone().unwrap_or_else(|| "default".into()),
             named: named.is_some(),
+            fs,
+            env,
         }
     }
 
-    /// Reads the files and looks for the profile.
-    pub fn find(&self) -> Finding {
-        let read = |p: &Path| std::fs::read_to_string(p).ok();
-        find(
-            read(&self.config).as_deref(),
-            read(&self.credentials).as_deref(),
-            &self.profile,
-        )
+    /// Loads the files with aws-config's parser and looks for the profile.
+    pub async fn find(&self) -> Finding {
+        let config = self.fs.read_to_end(&self.config).await.is_ok();
+        let credentials = self.fs.read_to_end(&self.credentials).await.is_ok();
+        if !config && !credentials {
+            return Finding::NoFiles;
+        }
+        let files = aws_runtime::env_config::file::EnvConfigFiles::default();
+        match aws_config::profile::load(&self.fs, &self.env, &files, None).await {
+            Err(e) => Finding::Broken(one_line(&crate::errors::chain(&e))),
+            Ok(set) => profile_finding(&set, &self.profile),
+        }
     }
 
     /// Where the profile was looked for, for a message.
@@ -93,15 +112,16 @@ impl ProfileFiles {
         }
     }
 
-    /// Why the profile source had no credentials, or `None` when the profile has credential
-    /// settings and aws-config's own message says more.
-    pub fn why_no_credentials(&self) -> Option<String> {
-        match self.find() {
+    /// What to tell the user about a finding; `None` when the profile has credential settings
+    /// and aws-config's own message says more.
+    pub fn explain(&self, finding: &Finding) -> Option<String> {
+        match finding {
             Finding::NoFiles => Some(format!(
                 "neither {} nor {} exists",
                 self.config.display(),
                 self.credentials.display()
             )),
+            Finding::Broken(message) => Some(message.clone()),
             Finding::MissingProfile => Some(format!(
                 "{}: no such profile (looked for {})",
                 self.profile_named(),
@@ -115,120 +135,92 @@ impl ProfileFiles {
             Finding::HasCredentials => None,
         }
     }
+}
 
-    /// Whether `AWS_PROFILE` names a profile that is in neither file.
-    pub fn named_profile_is_missing(&self) -> bool {
-        self.named && matches!(self.find(), Finding::NoFiles | Finding::MissingProfile)
+/// Whether the profile is in the set, and has credential settings.
+fn profile_finding(set: &ProfileSet, profile: &str) -> Finding {
+    match set.get_profile(profile) {
+        None => Finding::MissingProfile,
+        Some(p) if CREDENTIAL_KEYS.iter().any(|k| p.get(k).is_some()) => Finding::HasCredentials,
+        Some(_) => Finding::NoCredentials,
     }
 }
 
-/// The section name of a line such as `[profile dev]`, `[ default ]` or `[sso-session x]`,
-/// as `(kind, name)`; `None` for other lines.
-fn section(line: &str) -> Option<(Option<&str>, &str)> {
-    let inner = line.trim().strip_prefix('[')?.split(']').next()?.trim();
-    match inner.split_once(char::is_whitespace) {
-        Some((kind, name)) => Some((Some(kind), name.trim())),
-        None => Some((None, inner)),
-    }
-}
-
-/// Whether the text has the section for `profile`, and whether that section has a credential
-/// key. In the config file a profile is `[profile NAME]` (or `[default]`); in the credentials
-/// file it is `[NAME]`.
-fn scan(text: &str, profile: &str, config_file: bool) -> (bool, bool) {
-    let mut found = false;
-    let mut has_credentials = false;
-    let mut inside = false;
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('#') || trimmed.starts_with(';') {
-            continue;
-        }
-        if let Some((kind, name)) = section(line) {
-            inside = match (config_file, kind) {
-                (true, Some("profile")) => name == profile,
-                (true, None) => name == profile && profile == "default",
-                (false, None) => name == profile,
-                _ => false,
-            };
-            found |= inside;
-            continue;
-        }
-        if inside
-            && let Some((key, _)) = line.split_once('=')
-            && CREDENTIAL_KEYS.contains(&key.trim().to_ascii_lowercase().as_str())
-        {
-            has_credentials = true;
-        }
-    }
-    (found, has_credentials)
-}
-
-/// What the files (their text, `None` when absent) hold for `profile`.
-pub fn find(config: Option<&str>, credentials: Option<&str>, profile: &str) -> Finding {
-    if config.is_none() && credentials.is_none() {
-        return Finding::NoFiles;
-    }
-    let (in_config, creds_in_config) = scan(config.unwrap_or_default(), profile, true);
-    let (in_credentials, creds_in_credentials) =
-        scan(credentials.unwrap_or_default(), profile, false);
-    match (
-        in_config || in_credentials,
-        creds_in_config || creds_in_credentials,
-    ) {
-        (false, _) => Finding::MissingProfile,
-        (true, false) => Finding::NoCredentials,
-        (true, true) => Finding::HasCredentials,
-    }
+/// The parser's message on one line: it puts the reason under the location.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn finds_what_the_files_lack() {
-        assert_eq!(find(None, None, "default"), Finding::NoFiles);
+    const SECRET: &str = "wJalrXUtnFEMI-unit-test-secret";
+
+    async fn finding(files: &[(&str, &str)], profile: Option<&str>) -> (Finding, ProfileFiles) {
+        let mut vars = vec![("HOME", "/h")];
+        if let Some(p) = profile {
+            vars.push(("AWS_PROFILE", p));
+        }
+        let files = ProfileFiles::with(Fs::from_slice(files), Env::from_slice(&vars));
+        (files.find().await, files)
+    }
+
+    #[tokio::test]
+    async fn finds_what_the_files_lack() {
         let config = "# mine\n[default]\nregion = eu-west-1\n\n[profile ci]\nregion = us-east-1\ncredential_process = /bin/creds\n[sso-session corp]\nsso_start_url = https://x\n";
-        assert_eq!(find(Some(config), None, "ci"), Finding::HasCredentials);
-        assert_eq!(find(Some(config), None, "default"), Finding::NoCredentials);
-        assert_eq!(find(Some(config), None, "nope"), Finding::MissingProfile);
-        // An sso-session section is not a profile, whatever its keys.
-        assert_eq!(find(Some(config), None, "corp"), Finding::MissingProfile);
-        // In the config file, `[ci]` is not the profile `ci`; in the credentials file it is.
+        let with = |c| vec![("/h/.aws/config", c)];
+        assert_eq!(finding(&[], None).await.0, Finding::NoFiles);
         assert_eq!(
-            find(Some("[ci]\naws_access_key_id = A\n"), None, "ci"),
+            finding(&with(config), Some("ci")).await.0,
+            Finding::HasCredentials
+        );
+        assert_eq!(finding(&with(config), None).await.0, Finding::NoCredentials);
+        assert_eq!(
+            finding(&with(config), Some("nope")).await.0,
+            Finding::MissingProfile
+        );
+        // An sso-session section is not a profile.
+        assert_eq!(
+            finding(&with(config), Some("corp")).await.0,
             Finding::MissingProfile
         );
         let creds = "[ci]\naws_access_key_id = AKIA\naws_secret_access_key = s\n";
-        assert_eq!(
-            find(Some(config), Some(creds), "ci"),
-            Finding::HasCredentials
-        );
-        assert_eq!(find(None, Some(creds), "ci"), Finding::HasCredentials);
-        assert_eq!(
-            find(None, Some("[dev]\nregion = x\n"), "dev"),
-            Finding::NoCredentials
-        );
+        let both = [("/h/.aws/credentials", creds)];
+        assert_eq!(finding(&both, Some("ci")).await.0, Finding::HasCredentials);
     }
 
-    #[test]
-    fn messages_name_the_profile_and_the_files() {
-        let files = ProfileFiles {
-            config: "/h/.aws/config".into(),
-            credentials: "/h/.aws/credentials".into(),
-            profile: "nope".into(),
-            named: true,
+    #[tokio::test]
+    async fn a_broken_file_is_named_by_file_and_line_only() {
+        let broken = format!("[profile dev]\nregion = eu-west-1\naws_secret_access_key {SECRET}\n");
+        let (found, files) = finding(&[("/h/.aws/config", &broken)], Some("dev")).await;
+        let Finding::Broken(message) = &found else {
+            panic!("{found:?}");
         };
-        let msg = files.why_no_credentials().unwrap();
+        assert!(message.contains("/h/.aws/config on line 3"), "{message}");
+        assert!(!message.contains("FMI"), "{message}");
+        assert_eq!(files.explain(&found).as_deref(), Some(message.as_str()));
+    }
+
+    #[tokio::test]
+    async fn messages_name_the_profile_and_the_files() {
+        let (found, files) = finding(&[], Some("nope")).await;
+        let msg = files.explain(&found).unwrap();
         assert!(
             msg.contains("neither /h/.aws/config nor /h/.aws/credentials"),
             "{msg}"
         );
-        assert!(files.named_profile_is_missing());
-        let msg = files.where_looked();
+        let (found, files) = finding(&[("/h/.aws/config", "[default]\n")], Some("nope")).await;
+        let msg = files.explain(&found).unwrap();
         assert!(
-            msg.contains("[profile nope] in /h/.aws/config or [nope] in /h/.aws/credentials"),
+            msg.contains("AWS_PROFILE=nope: no such profile")
+                && msg
+                    .contains("[profile nope] in /h/.aws/config or [nope] in /h/.aws/credentials"),
             "{msg}"
         );
     }
