@@ -7,11 +7,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::aws::registry::{Registry, RegistryError, is_region};
+use crate::aws::registry::{Registry, RegistryError, is_region, mixed_partitions, partition};
 use crate::aws::roles_anywhere::{self, Passphrase, RaError};
 use crate::aws::settings::{AssumeRole, AwsSettings, CredentialsSource, is_role_arn};
 use crate::cluster::labels::Selector;
 use crate::cluster::namespaces::NamespaceSpec;
+
+/// The session name of an assumed role when --role-session-name is not given.
+const DEFAULT_SESSION_NAME: &str = "ecr-secret-refresher";
 
 /// The label that marks the Secrets this tool owns.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -160,12 +163,7 @@ pub struct Cli {
     pub assume_role_arn: Option<String>,
 
     /// External ID that the assumed role's trust policy requires.
-    #[arg(
-        global = true,
-        long,
-        env = "ECR_REFRESHER_EXTERNAL_ID",
-        requires = "assume_role_arn"
-    )]
+    #[arg(global = true, long, env = "ECR_REFRESHER_EXTERNAL_ID")]
     pub external_id: Option<String>,
 
     /// Session name for the assumed role (shows in CloudTrail).
@@ -173,8 +171,7 @@ pub struct Cli {
         global = true,
         long,
         env = "ECR_REFRESHER_ROLE_SESSION_NAME",
-        default_value = "ecr-secret-refresher",
-        requires = "assume_role_arn"
+        default_value = DEFAULT_SESSION_NAME
     )]
     pub role_session_name: String,
 
@@ -189,6 +186,11 @@ pub struct Cli {
 
     #[command(flatten)]
     pub roles_anywhere: RolesAnywhereArgs,
+
+    /// The flags whose value came from their environment variable, not the command line; see
+    /// [`Cli::parse_args`].
+    #[arg(skip)]
+    pub from_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -440,8 +442,19 @@ pub enum ConfigError {
     RoleArn(String),
     #[error("--role-session-name: '{0}' must be 2 to 64 characters of letters, digits and =,.@-_")]
     SessionName(String),
+    #[error("{0} only applies to an assumed role: add --assume-role-arn, or drop {0}")]
+    NeedsAssumeRole(&'static str),
     #[error("--concurrency must be between 1 and 256, got {0}")]
     Concurrency(usize),
+    #[error(
+        "{first} is in the AWS partition {first_partition} but {second} is in {second_partition}: one set of AWS credentials never works in two partitions. Run one refresher per partition (two CronJobs, or two runs with different --secret-name values), each with the registries of its partition"
+    )]
+    MixedPartitions {
+        first: String,
+        first_partition: &'static str,
+        second: String,
+        second_partition: &'static str,
+    },
     #[error("IAM Roles Anywhere needs {0} too")]
     RolesAnywhereIncomplete(String),
     #[error(transparent)]
@@ -467,7 +480,93 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// Flags that only make sense with --assume-role-arn, with their environment twins.
+const ASSUME_ROLE_ONLY: [(&str, &str, &str); 2] = [
+    ("external_id", "--external-id", "ECR_REFRESHER_EXTERNAL_ID"),
+    (
+        "role_session_name",
+        "--role-session-name",
+        "ECR_REFRESHER_ROLE_SESSION_NAME",
+    ),
+];
+
+/// Fails when the registries, --region and the Roles Anywhere trust anchor are not all in one
+/// partition: credentials from one partition are refused in every other, so such a run can
+/// never succeed.
+fn check_one_partition(
+    registries: &[Registry],
+    region: Option<&str>,
+    roles_anywhere: Option<&roles_anywhere::Settings>,
+) -> Result<(), ConfigError> {
+    let mut items: Vec<(String, String)> = Vec::new();
+    if let Some(ra) = roles_anywhere {
+        items.push((
+            format!("the trust anchor of --ra-trust-anchor-arn ({})", ra.region),
+            ra.region.clone(),
+        ));
+    }
+    if let Some(r) = region {
+        items.push((format!("--region {r}"), r.to_string()));
+    }
+    items.extend(
+        registries
+            .iter()
+            .map(|r| (format!("the registry {}", r.host), r.region.clone())),
+    );
+    match mixed_partitions(&items, |(_, region)| region) {
+        None => Ok(()),
+        Some((first, second)) => Err(ConfigError::MixedPartitions {
+            first: first.0.clone(),
+            first_partition: partition(&first.1),
+            second: second.0.clone(),
+            second_partition: partition(&second.1),
+        }),
+    }
+}
+
 impl Cli {
+    /// Parses the process's arguments and environment, and notes which flags came from the
+    /// environment: a ConfigMap that carries defaults for every install must not break the ones
+    /// that leave some feature off.
+    pub fn parse_args() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.from_env = ASSUME_ROLE_ONLY
+            .iter()
+            .filter(|(id, _, _)| {
+                matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable)
+            })
+            .map(|(id, _, _)| id.to_string())
+            .collect();
+        cli
+    }
+
+    /// The assume-role-only flags set without --assume-role-arn: an error for a flag given on
+    /// the command line, a warning (and the value ignored) for one that came from the environment.
+    fn check_assume_role_only(&self) -> Result<(), ConfigError> {
+        if self.assume_role_arn.is_some() {
+            return Ok(());
+        }
+        let set = |id: &str| match id {
+            "external_id" => self.external_id.is_some(),
+            _ => self.role_session_name != DEFAULT_SESSION_NAME,
+        };
+        for (id, flag, env) in ASSUME_ROLE_ONLY {
+            if !set(id) {
+                continue;
+            }
+            if self.from_env.iter().any(|f| f == id) {
+                tracing::warn!(
+                    "{env} is set but ECR_REFRESHER_ASSUME_ROLE_ARN is not: ignoring {env}, no role is assumed"
+                );
+            } else {
+                return Err(ConfigError::NeedsAssumeRole(flag));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every flag and builds the typed configuration.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let names = |flag: &'static str, list: &[String]| -> Result<Vec<String>, ConfigError> {
@@ -532,6 +631,7 @@ impl Cli {
         {
             return Err(ConfigError::Region(region.clone()));
         }
+        self.check_assume_role_only()?;
         let assume_role = match self.assume_role_arn {
             Some(arn) => {
                 if !is_role_arn(&arn) {
@@ -560,6 +660,7 @@ impl Cli {
         if self.credentials_source == CredentialsSource::RolesAnywhere && roles_anywhere.is_none() {
             return Err(ConfigError::RolesAnywhereMissing);
         }
+        check_one_partition(&registries, self.region.as_deref(), roles_anywhere.as_ref())?;
         Ok(Config {
             namespaces,
             prune: self.prune,
@@ -709,10 +810,17 @@ mod tests {
     }
 
     #[test]
-    fn external_id_needs_a_role() {
-        let err =
-            Cli::try_parse_from(["x", "--namespaces", "a", "--external-id", "e"]).unwrap_err();
+    fn assume_role_flags_need_a_role() {
+        let err = cli(&["--namespaces", "a", "--external-id", "e"]).unwrap_err();
+        assert!(err.to_string().starts_with("--external-id"), "{err}");
         assert!(err.to_string().contains("--assume-role-arn"), "{err}");
+        let err = cli(&["--namespaces", "a", "--role-session-name", "s"]).unwrap_err();
+        assert!(err.to_string().starts_with("--role-session-name"), "{err}");
+        // From the environment (a shared ConfigMap), they are ignored with a warning.
+        let mut parsed =
+            Cli::try_parse_from(["x", "--namespaces", "a", "--external-id", "e"]).unwrap();
+        parsed.from_env = vec!["external_id".into()];
+        assert!(parsed.into_config().unwrap().aws.assume_role.is_none());
     }
 
     #[test]
@@ -721,7 +829,7 @@ mod tests {
             "--namespaces",
             "a",
             "--registries",
-            "https://123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/, 123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "https://123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/, 123456789012.dkr.ecr.cn-northwest-1.amazonaws.com.cn",
         ])
         .unwrap();
         let hosts: Vec<&str> = c.registries.iter().map(|r| r.host.as_str()).collect();
@@ -729,8 +837,56 @@ mod tests {
             hosts,
             [
                 "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
-                "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+                "123456789012.dkr.ecr.cn-northwest-1.amazonaws.com.cn"
             ]
+        );
+    }
+
+    #[test]
+    fn one_run_stays_in_one_partition() {
+        let china = "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn";
+        let global = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let err = cli(&[
+            "--namespaces",
+            "a",
+            "--registries",
+            &format!("{global},{china}"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for want in [
+            global,
+            china,
+            "partition aws ",
+            "aws-cn",
+            "one refresher per partition",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let err = cli(&[
+            "--namespaces",
+            "a",
+            "--region",
+            "cn-north-1",
+            "--registries",
+            global,
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--region cn-north-1") && err.contains(global),
+            "{err}"
+        );
+        assert!(
+            cli(&[
+                "--namespaces",
+                "a",
+                "--region",
+                "eu-west-1",
+                "--registries",
+                global
+            ])
+            .is_ok()
         );
     }
 }

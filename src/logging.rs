@@ -11,6 +11,12 @@ use crate::config::LogFormat;
 /// Crates whose error lines repeat what our own namespace lines already say, better.
 const SILENCED: &[&str] = &["tower_http", "kube_client"];
 
+/// Targets whose warnings repeat what our own errors say, better: aws-config warns about each
+/// source it probes (the IMDS region probe's is a 600-character `Debug` dump), the profile
+/// file loader about each file that is absent, and every failure they report reaches the user
+/// through our error, which names the source or file and what to fix.
+const ERRORS_ONLY: &[&str] = &["aws_config", "aws_runtime::env_config"];
+
 /// Our own level comes from `RUST_LOG` when it is a plain level (`debug`); everything else is
 /// fixed here, so no `RUST_LOG` directive, however specific its target, can raise another
 /// crate above `warn`.
@@ -22,6 +28,11 @@ fn filter() -> EnvFilter {
     let mut filter = EnvFilter::new(format!("warn,ecr_secret_refresher={ours}"));
     for target in SILENCED {
         if let Ok(d) = format!("{target}=off").parse::<Directive>() {
+            filter = filter.add_directive(d);
+        }
+    }
+    for target in ERRORS_ONLY {
+        if let Ok(d) = format!("{target}=error").parse::<Directive>() {
             filter = filter.add_directive(d);
         }
     }

@@ -3,14 +3,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use ecr_secret_refresher::commands::{credential_process, doctor, doctor_image, refresh};
 use ecr_secret_refresher::config::{Cli, Command};
 use ecr_secret_refresher::logging;
 use ecr_secret_refresher::report::RunStatus;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

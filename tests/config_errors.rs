@@ -193,3 +193,80 @@ async fn unreachable_cluster_exits_2_after_tokens() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("namespace=team-a"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn assume_role_defaults_from_the_environment_are_ignored_with_a_warning() {
+    // A ConfigMap shared by several installs may carry these without a role to assume.
+    let h = Harness::new(&["team-a"]).await;
+    let mut env = h.base_env();
+    env.push(("ECR_REFRESHER_EXTERNAL_ID".into(), "shared-default".into()));
+    env.push((
+        "ECR_REFRESHER_ROLE_SESSION_NAME".into(),
+        "from-configmap".into(),
+    ));
+    let run = h
+        .run_env(
+            &[
+                "--namespaces",
+                "team-a",
+                "--registries",
+                &registry("us-east-1"),
+            ],
+            env,
+        )
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for var in [
+        "ECR_REFRESHER_EXTERNAL_ID",
+        "ECR_REFRESHER_ROLE_SESSION_NAME",
+    ] {
+        assert!(
+            run.stderr.contains(&format!("{var} is set but")),
+            "the warning names {var}: {}",
+            run.stderr
+        );
+    }
+    assert!(h.secret("team-a", "ecr").is_some());
+    let ops: Vec<String> = h.aws.calls().iter().map(|c| c.operation.clone()).collect();
+    assert_eq!(ops, ["GetAuthorizationToken"], "no role was assumed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn assume_role_flags_without_a_role_are_an_error() {
+    let h = Harness::new(&["team-a"]).await;
+    for (flag, value) in [("--external-id", "e"), ("--role-session-name", "session")] {
+        let run = h.run(&["--namespaces", "team-a", flag, value]).await;
+        assert_eq!(run.code, 2, "{flag}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(flag) && run.stderr.contains("--assume-role-arn"),
+            "{flag}: {}",
+            run.stderr
+        );
+    }
+    assert!(h.aws.calls().is_empty());
+    assert!(h.kube.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registries_in_two_partitions_fail_before_any_call() {
+    // The README's first usage example used to do exactly this.
+    let h = Harness::new(&["team-a"]).await;
+    let global = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    let china = "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn";
+    for command in [None, Some("doctor")] {
+        let mut args: Vec<&str> = command.into_iter().collect();
+        let regs = format!("{global},{china}");
+        args.extend(["--namespaces", "team-a", "--registries", &regs]);
+        let run = h.run(&args).await;
+        assert_eq!(run.code, 2, "{command:?}: {}", run.stderr);
+        for want in [global, china, "aws-cn", "one refresher per partition"] {
+            assert!(
+                run.stderr.contains(want),
+                "{command:?} should say {want}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert!(h.aws.calls().is_empty());
+    assert!(h.kube.requests().is_empty());
+}

@@ -143,3 +143,201 @@ async fn irsa_web_identity() {
     assert_eq!(ops, ["AssumeRoleWithWebIdentity", "GetAuthorizationToken"]);
     assert!(h.secret("team-a", "ecr").is_some());
 }
+
+/// No keys and no region anywhere: what a newcomer's laptop looks like.
+fn env_without_region(h: &Harness) -> Vec<(String, String)> {
+    h.env_without_keys()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_REGION")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_region_is_one_concise_error_without_sdk_dumps() {
+    let h = Harness::new(&["team-a"]).await;
+    // Instance metadata allowed, and answering nothing useful, as off EC2.
+    let imds = MetadataServer::start(issued("ASIAUNUSED"), "unused")
+        .await
+        .unwrap();
+    let mut env: Vec<(String, String)> = env_without_region(&h)
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_EC2_METADATA_DISABLED")
+        .collect();
+    env.push((
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT".into(),
+        format!("{}/nothing-here", imds.url()),
+    ));
+    let run = h.run_env(&["--namespaces", "team-a"], env).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no AWS region"), "{}", run.stderr);
+    assert!(run.stderr.contains("--region"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("WARN") && !run.stderr.contains("{ "),
+        "no SDK warnings or Debug output: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.len() < 300,
+        "{} bytes: {}",
+        run.stderr.len(),
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_profile_source_says_what_is_missing() {
+    let h = Harness::new(&["team-a"]).await;
+    let dir = h.dir.path();
+    let config = dir.join("aws-config");
+    let credentials = dir.join("aws-credentials");
+    let with_files = |profile: Option<&str>| -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = h
+            .env_without_keys()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("AWS_CONFIG_FILE") && !k.starts_with("AWS_SHARED"))
+            .collect();
+        env.push(("AWS_CONFIG_FILE".into(), config.display().to_string()));
+        env.push((
+            "AWS_SHARED_CREDENTIALS_FILE".into(),
+            credentials.display().to_string(),
+        ));
+        if let Some(p) = profile {
+            env.push(("AWS_PROFILE".into(), p.into()));
+        }
+        env
+    };
+    let args = ["--namespaces", "team-a", "--credentials-source", "profile"];
+    // No files at all.
+    let run = h.run_env(&args, with_files(None)).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("neither") && run.stderr.contains(&config.display().to_string()),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("was not enabled"), "{}", run.stderr);
+    // A profile with a region and no credentials.
+    std::fs::write(&config, "[profile dev]\nregion = eu-west-1\n").unwrap();
+    let run = h.run_env(&args, with_files(Some("dev"))).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("AWS_PROFILE=dev has no credentials")
+            && run.stderr.contains("credential_process"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("was not enabled"), "{}", run.stderr);
+    assert!(h.aws.calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_aws_profile_is_named_as_the_cause() {
+    let h = Harness::new(&["team-a"]).await;
+    let config = h.dir.path().join("aws-config");
+    std::fs::write(&config, "[profile dev]\nregion = eu-west-1\n").unwrap();
+    let mut env: Vec<(String, String)> = env_without_region(&h)
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_CONFIG_FILE")
+        .collect();
+    env.push(("AWS_CONFIG_FILE".into(), config.display().to_string()));
+    // A profile that is not there (dev is): the real cause, not "no AWS region" alone.
+    env.push(("AWS_PROFILE".into(), "prod".into()));
+    let run = h.run_env(&["--namespaces", "team-a"], env).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("AWS_PROFILE=prod names a profile that does not exist")
+            && run
+                .stderr
+                .contains(&format!("[profile prod] in {}", config.display())),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_without_a_region_says_to_set_one() {
+    let h = Harness::new(&["team-a"]).await;
+    let run = h
+        .run_env(
+            &["doctor", "--namespaces", "team-a"],
+            env_without_region(&h),
+        )
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("AWS region"))
+        .unwrap_or_else(|| panic!("an AWS region row: {}", run.stdout));
+    assert!(
+        row.contains("FAIL") && row.contains("no AWS region"),
+        "{row}"
+    );
+    assert!(
+        run.stdout
+            .contains("fix: set a region: pass --region or set AWS_REGION"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("set up one of the listed sources"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_profile_file_is_reported_by_file_and_line_only() {
+    // The secret sits on the broken line itself; the error must point at it, not print it.
+    let h = Harness::new(&["team-a"]).await;
+    let dir = h.dir.path();
+    let cases = [
+        (
+            "AWS_CONFIG_FILE",
+            "aws-config",
+            format!("[profile dev]\nregion = eu-west-1\naws_secret_access_key {SECRET_KEY}\n"),
+            "line 3",
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "aws-credentials",
+            format!("[dev]\naws_access_key_id = AKIDBROKEN\n  {SECRET_KEY}\n[dev\n"),
+            "line 4",
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "aws-credentials-2",
+            format!("  aws_secret_access_key = {SECRET_KEY}\n[dev]\n"),
+            "line 1",
+        ),
+    ];
+    for (var, name, text, line) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, &text).unwrap();
+        let mut env: Vec<(String, String)> = h
+            .env_without_keys()
+            .into_iter()
+            .filter(|(k, _)| k != var)
+            .collect();
+        env.push((var.into(), path.display().to_string()));
+        env.push(("AWS_PROFILE".into(), "dev".into()));
+        for source in ["profile", "auto"] {
+            let run = h
+                .run_env(
+                    &["--namespaces", "team-a", "--credentials-source", source],
+                    env.clone(),
+                )
+                .await;
+            assert_eq!(run.code, 2, "{name} {source}: {}", run.stderr);
+            assert!(
+                run.stderr.contains(&path.display().to_string()) && run.stderr.contains(line),
+                "{name} {source}: the error names the file and the line: {}",
+                run.stderr
+            );
+            // run_env already checked assert_no_secrets; the secret in any part is absent too.
+            assert!(!run.stderr.contains("FMI-test-secret"), "{}", run.stderr);
+        }
+    }
+    assert!(h.aws.calls().is_empty());
+}

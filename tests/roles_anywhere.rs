@@ -64,7 +64,14 @@ struct RaServer {
 
 impl RaServer {
     fn start(dir: &Path) -> RaServer {
-        let log = dir.join("ra-requests.jsonl");
+        RaServer::start_with(dir, &[])
+    }
+
+    /// A server with extra arguments, such as a fault switch (`--fail-first 2`).
+    fn start_with(dir: &Path, extra: &[&str]) -> RaServer {
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = dir.join(format!("ra-requests-{n}.jsonl"));
         let mut child = Command::new(python())
             .arg(script("server.py"))
             .args([
@@ -75,6 +82,7 @@ impl RaServer {
                 "--access-key-id",
                 RA_KEY_ID,
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("the Roles Anywhere test server starts");
@@ -509,4 +517,347 @@ async fn the_roles_anywhere_overlay_configuration_runs_as_shipped() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(server.requests().last().unwrap()["result"], "accepted");
     assert!(h.secret("default", "ecr").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_session_is_retried_on_throttling_and_server_errors() {
+    let h = Harness::new(&["team-a"]).await;
+    // Two failures, then success: three requests, and the run succeeds.
+    for status in ["503", "429"] {
+        let server = RaServer::start_with(
+            h.dir.path(),
+            &["--fail-first", "2", "--fail-status", status],
+        );
+        let run = refresh(&h, &ra_args(&server, "direct.crt", "direct.pkcs8.pem")).await;
+        assert_eq!(run.code, 0, "{status}: {}", run.stderr);
+        let results: Vec<Value> = server
+            .requests()
+            .iter()
+            .map(|r| r["result"].clone())
+            .collect();
+        assert_eq!(
+            results,
+            [
+                format!("fault {status}"),
+                format!("fault {status}"),
+                "accepted".to_string()
+            ],
+            "{status}"
+        );
+    }
+    assert!(h.secret("team-a", "ecr").is_some());
+
+    // More failures than attempts: three requests in all, then a clear error and exit 2.
+    let server = RaServer::start_with(h.dir.path(), &["--fail-first", "10"]);
+    let run = refresh(&h, &ra_args(&server, "direct.crt", "direct.pkcs8.pem")).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(server.requests().len(), 3, "{:?}", server.requests());
+    assert!(
+        run.stderr.contains("HTTP 503") && run.stderr.contains("after 3 attempts"),
+        "{}",
+        run.stderr
+    );
+
+    // credential-process retries too.
+    let server = RaServer::start_with(h.dir.path(), &["--fail-first", "1"]);
+    let mut args = vec!["credential-process".to_string()];
+    args.extend(ra_args(&server, "direct.crt", "direct.pkcs8.pem"));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = h.run_unchecked(&refs, h.env_without_keys()).await;
+    assert_no_secrets(&run.stderr);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(server.requests().len(), 2);
+    let doc: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(doc["AccessKeyId"], RA_KEY_ID);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_session_is_not_retried_on_a_client_error() {
+    let h = Harness::new(&["team-a"]).await;
+    let server = RaServer::start_with(h.dir.path(), &["--fail-first", "1", "--fail-status", "400"]);
+    let run = refresh(&h, &ra_args(&server, "direct.crt", "direct.pkcs8.pem")).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("HTTP 400"), "{}", run.stderr);
+    assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_session_is_retried_on_connection_errors() {
+    // A listener that accepts each connection and closes it at once, counting them.
+    let h = Harness::new(&["team-a"]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let server = RaServer::start(h.dir.path());
+    let mut args = ra_args(&server, "direct.crt", "direct.pkcs8.pem");
+    let at = args.iter().position(|a| a == "--ra-endpoint").unwrap();
+    args[at + 1] = url.clone();
+    let run = refresh(&h, &args).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot reach Roles Anywhere") && run.stderr.contains(&url),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+/// A forward proxy on loopback for plain-HTTP targets, as an egress proxy would be: it takes
+/// absolute-form requests (`POST http://host:port/path HTTP/1.1`), records each (target,
+/// headers and body), and forwards it to the target in origin form.
+struct Proxy {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    async fn start() -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(proxy_connection(stream, log.clone()));
+            }
+        });
+        Proxy { url, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Serves the requests of one client connection, one after another.
+async fn proxy_connection(
+    stream: tokio::net::TcpStream,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let (read, mut write) = stream.into_split();
+    let mut client = tokio::io::BufReader::new(read);
+    loop {
+        let mut line = String::new();
+        if client.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            client.read_line(&mut h).await.unwrap();
+            if h.trim().is_empty() {
+                break;
+            }
+            headers.push(h.trim_end().to_string());
+        }
+        let length: usize = headers
+            .iter()
+            .find_map(|h| {
+                let (k, v) = h.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        client.read_exact(&mut body).await.unwrap();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        seen.lock().unwrap().push(format!(
+            "{method} {target}\n{}\n\n{body}",
+            headers.join("\n")
+        ));
+        let Some(rest) = target.strip_prefix("http://") else {
+            // Not absolute-form: the client did not treat us as a proxy.
+            let _ = write
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            return;
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut upstream = tokio::net::TcpStream::connect(authority).await.unwrap();
+        let mut request = format!("{method} {path} HTTP/1.1\r\n");
+        for h in headers.iter().filter(|h| {
+            let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
+            name != "connection" && name != "proxy-connection"
+        }) {
+            request.push_str(h);
+            request.push_str("\r\n");
+        }
+        request.push_str("connection: close\r\n\r\n");
+        request.push_str(&body);
+        upstream.write_all(request.as_bytes()).await.unwrap();
+        // The target closes after its answer (connection: close), which frames it.
+        let mut response = Vec::new();
+        upstream.read_to_end(&mut response).await.unwrap();
+        write.write_all(&response).await.unwrap();
+    }
+}
+
+fn operations_through(proxy: &Proxy, host: &str) -> Vec<&'static str> {
+    let seen = proxy.seen();
+    let mut ops = Vec::new();
+    for (op, needle) in [
+        ("sts", "GetCallerIdentity"),
+        ("ecr", "GetAuthorizationToken"),
+        ("rolesanywhere", "/sessions?"),
+    ] {
+        if seen
+            .iter()
+            .any(|r| r.contains(needle) && r.contains(&format!("http://{host}")))
+        {
+            ops.push(op);
+        }
+    }
+    ops
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_aws_call_goes_through_the_environments_proxy() {
+    let h = Harness::new(&["team-a"]).await;
+    let server = RaServer::start(h.dir.path());
+    let proxy = Proxy::start().await;
+    let front = h.aws.url().trim_start_matches("http://").to_string();
+    let ra = server.url.trim_start_matches("http://").to_string();
+    // No --registries: the caller's account comes from STS, so all three services are called.
+    let mut args = vec!["--namespaces".to_string(), "team-a".to_string()];
+    args.extend(ra_args(&server, "direct.crt", "direct.pkcs8.pem"));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut env = h.env_without_keys();
+    env.push(("HTTP_PROXY".into(), proxy.url.clone()));
+    let run = h.run_env(&refs, env).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        operations_through(&proxy, &front),
+        ["sts", "ecr"],
+        "{:?}",
+        proxy.seen()
+    );
+    assert_eq!(
+        operations_through(&proxy, &ra),
+        ["rolesanywhere"],
+        "{:?}",
+        proxy.seen()
+    );
+    assert_eq!(server.requests().last().unwrap()["result"], "accepted");
+    assert!(h.secret("team-a", "ecr").is_some());
+
+    // The lower-case twins, and NO_PROXY: Roles Anywhere, named as localhost, goes direct.
+    let proxy = Proxy::start().await;
+    let port = ra.rsplit(':').next().unwrap();
+    let at = args.iter().position(|a| a == "--ra-endpoint").unwrap();
+    args[at + 1] = format!("http://localhost:{port}");
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut env = h.env_without_keys();
+    env.push(("http_proxy".into(), proxy.url.clone()));
+    env.push(("no_proxy".into(), "localhost".into()));
+    let before = server.requests().len();
+    let run = h.run_env(&refs, env).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        operations_through(&proxy, &front),
+        ["sts", "ecr"],
+        "{:?}",
+        proxy.seen()
+    );
+    assert!(
+        !proxy.seen().iter().any(|r| r.contains("/sessions?")),
+        "{:?}",
+        proxy.seen()
+    );
+    let after = server.requests();
+    assert_eq!(after.len(), before + 1);
+    assert_eq!(after.last().unwrap()["result"], "accepted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_certificate_and_key_files_are_reported_without_their_contents() {
+    // The secret sits on the broken line of each file; the error names the file, never the line.
+    let h = Harness::new(&["team-a"]).await;
+    let server = RaServer::start(h.dir.path());
+    let dir = h.dir.path();
+    let good_key = std::fs::read_to_string(pem("direct.pkcs8.pem")).unwrap();
+    let good_cert = std::fs::read_to_string(pem("direct.crt")).unwrap();
+    let secret_line = format!("{SECRET_KEY}{SECRET_KEY}");
+    // A broken line in the middle of a good block, and blocks that are all secret.
+    let with_broken_line = |pem: &str| {
+        let mut lines: Vec<&str> = pem.lines().collect();
+        let at = lines.len() / 2;
+        lines.insert(at, &secret_line);
+        lines.join("\n") + "\n"
+    };
+    let cases = [
+        ("cert-broken-line.crt", with_broken_line(&good_cert), true),
+        (
+            "cert-all-secret.crt",
+            format!("-----BEGIN CERTIFICATE-----\n{secret_line}\n-----END CERTIFICATE-----\n"),
+            true,
+        ),
+        ("key-broken-line.pem", with_broken_line(&good_key), false),
+        (
+            "key-all-secret.pem",
+            format!("-----BEGIN PRIVATE KEY-----\n{secret_line}\n-----END PRIVATE KEY-----\n"),
+            false,
+        ),
+        (
+            "key-bad-der.pem",
+            format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("0\u{82}{SECRET_KEY}")
+                )
+            ),
+            false,
+        ),
+    ];
+    for (name, text, is_cert) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, &text).unwrap();
+        let mut args = ra_args(&server, "direct.crt", "direct.pkcs8.pem");
+        let flag = if is_cert {
+            "--ra-certificate"
+        } else {
+            "--ra-private-key"
+        };
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1] = path.display().to_string();
+        let run = refresh(&h, &args).await;
+        assert_eq!(run.code, 2, "{name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&path.display().to_string()),
+            "{name}: names the file: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("FMI-test-secret"),
+            "{name}: {}",
+            run.stderr
+        );
+        // Every body line (the BEGIN/END markers are in our own message, by design).
+        for line in text
+            .lines()
+            .filter(|l| l.len() > 20 && !l.starts_with("-----"))
+        {
+            assert!(
+                !run.stderr.contains(line),
+                "{name}: prints a line of the file: {}",
+                run.stderr
+            );
+        }
+    }
+    assert!(server.requests().is_empty());
 }

@@ -26,12 +26,15 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
-use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
+use crate::aws::profile::{Finding, ProfileFiles};
 use crate::aws::roles_anywhere::{RaError, RolesAnywhere};
 use crate::aws::settings::{AwsSettings, CredentialsSource};
 use crate::errors;
+
+/// aws-config's whole message for a source that is not set up, with nothing about why.
+const NOT_ENABLED: &str = "the credential provider was not enabled";
 
 /// How long IMDS may take to answer before we decide we are not on EC2.
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -42,6 +45,14 @@ pub enum AwsSetupError {
         "no AWS region: pass --region (or set AWS_REGION), or name registries with --registries"
     )]
     NoRegion,
+    #[error(
+        "no AWS region: AWS_PROFILE={profile} names a profile that does not exist (looked for {looked}). Fix or unset AWS_PROFILE; pass --region or set AWS_REGION for the region"
+    )]
+    MissingProfile { profile: String, looked: String },
+    #[error(
+        "cannot read the AWS profile files: {0}. Fix that line, or point AWS_CONFIG_FILE or AWS_SHARED_CREDENTIALS_FILE at other files"
+    )]
+    ProfileFile(String),
     #[error(
         "no AWS credentials found. Tried:\n{tried}\nSet one of these up, or pick one with --credentials-source."
     )]
@@ -63,6 +74,42 @@ pub enum AwsSetupError {
     RolesAnywhere(#[from] RaError),
 }
 
+impl AwsSetupError {
+    /// Whether the region, not the credentials, is what is missing.
+    pub fn is_region(&self) -> bool {
+        matches!(
+            self,
+            AwsSetupError::NoRegion | AwsSetupError::MissingProfile { .. }
+        )
+    }
+
+    /// What to do about it, in one line (for `doctor`).
+    pub fn fix(&self) -> &'static str {
+        match self {
+            AwsSetupError::NoRegion => {
+                "set a region: pass --region or set AWS_REGION (or name the registries with --registries)"
+            }
+            AwsSetupError::MissingProfile { .. } => {
+                "fix or unset AWS_PROFILE, and set a region with --region or AWS_REGION"
+            }
+            AwsSetupError::ProfileFile(_) => "fix the line of the profile file named above",
+            AwsSetupError::NoCredentials { .. } => {
+                "set up one of the listed sources, or pick one with --credentials-source"
+            }
+            AwsSetupError::SourceFailed { .. } => {
+                "fix the source named above, or pick another with --credentials-source"
+            }
+            AwsSetupError::AssumeRole { .. } => {
+                "check --assume-role-arn, the role's trust policy and --external-id"
+            }
+            AwsSetupError::CallerIdentity(_) => {
+                "check the credentials and the region, or name the registries with --registries"
+            }
+            AwsSetupError::RolesAnywhere(_) => "fix the Roles Anywhere setting or file named above",
+        }
+    }
+}
+
 /// AWS configuration ready for service clients: region, HTTP client and resolved credentials.
 pub struct Aws {
     pub sdk: SdkConfig,
@@ -70,13 +117,9 @@ pub struct Aws {
     pub source: &'static str,
 }
 
-/// The HTTPS client for every AWS call: rustls with ring, the same TLS stack the kube client uses.
+/// The HTTP client for every AWS call; see [`crate::aws::http`].
 pub fn http_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
+    crate::aws::http::client()
 }
 
 fn fast_imds(conf: &ProviderConfig) -> imds::Client {
@@ -119,11 +162,17 @@ async fn resolve_region(
 struct Source {
     name: &'static str,
     provider: SharedCredentialsProvider,
+    /// Whether this is the shared-profile source, whose errors [`ProfileFiles`] explains.
+    is_profile: bool,
 }
 
 /// The sources to try, in order. Roles Anywhere settings, when given, are the only source
 /// `auto` tries: the user asked for them.
-fn sources(settings: &AwsSettings, conf: &ProviderConfig) -> Result<Vec<Source>, AwsSetupError> {
+fn sources(
+    settings: &AwsSettings,
+    conf: &ProviderConfig,
+    http: &SharedHttpClient,
+) -> Result<Vec<Source>, AwsSetupError> {
     let choice = settings.source;
     if let Some(ra) = &settings.roles_anywhere
         && matches!(
@@ -131,25 +180,31 @@ fn sources(settings: &AwsSettings, conf: &ProviderConfig) -> Result<Vec<Source>,
             CredentialsSource::Auto | CredentialsSource::RolesAnywhere
         )
     {
-        let provider = RolesAnywhere::load(ra.clone())?;
+        let provider = RolesAnywhere::load(ra.clone(), http.clone())?;
         return Ok(vec![Source {
             name: "IAM Roles Anywhere",
             provider: SharedCredentialsProvider::new(provider),
+            is_profile: false,
         }]);
     }
     Ok(chain_sources(choice, conf))
 }
 
 fn chain_sources(choice: CredentialsSource, conf: &ProviderConfig) -> Vec<Source> {
-    let s = |name, provider: SharedCredentialsProvider| Source { name, provider };
+    let s = |name, provider: SharedCredentialsProvider| Source {
+        name,
+        provider,
+        is_profile: false,
+    };
     let env = || {
         s(
             "environment (AWS_ACCESS_KEY_ID)",
             SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
         )
     };
-    let profile = || {
-        s(
+    let profile = || Source {
+        is_profile: true,
+        ..s(
             "profile (~/.aws/config, AWS_PROFILE)",
             SharedCredentialsProvider::new(
                 ProfileFileCredentialsProvider::builder()
@@ -211,17 +266,28 @@ async fn first_credentials(sources: Vec<Source>) -> Result<(Source, Credentials)
         match source.provider.provide_credentials().await {
             Ok(creds) => return Ok((source, creds)),
             Err(e @ CredentialsError::CredentialsNotLoaded(_)) => {
-                let why = errors::chain(&e);
-                tried.push(format!(
-                    "  - {}: {}",
-                    source.name,
-                    why.trim_start_matches("the credential provider was not enabled: ")
-                ));
+                let chain = errors::chain(&e);
+                let why = match chain.strip_prefix(NOT_ENABLED) {
+                    Some("") if source.is_profile => {
+                        let files = ProfileFiles::from_env();
+                        files.explain(&files.find().await).unwrap_or(chain.clone())
+                    }
+                    Some(rest) if !rest.is_empty() => rest.trim_start_matches(": ").to_string(),
+                    _ => chain.clone(),
+                };
+                tried.push(format!("  - {}: {why}", source.name));
             }
             Err(e) => {
+                // aws-config says only "could not parse profile file": name the file and line.
+                let mut message = errors::chain(&e);
+                if source.is_profile
+                    && let Finding::Broken(why) = ProfileFiles::from_env().find().await
+                {
+                    message = why;
+                }
                 return Err(AwsSetupError::SourceFailed {
                     source_name: source.name,
-                    message: errors::chain(&e),
+                    message,
                 });
             }
         }
@@ -270,11 +336,23 @@ impl ProvideCredentials for Primed {
 pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<Aws, AwsSetupError> {
     let http = http_client();
     let base = ProviderConfig::default().with_http_client(http.clone());
-    let region = resolve_region(settings, region_hint, &base)
-        .await
-        .ok_or(AwsSetupError::NoRegion)?;
+    let Some(region) = resolve_region(settings, region_hint, &base).await else {
+        // A misspelt AWS_PROFILE, or a broken file, is the likelier cause than a profile
+        // without a region.
+        let files = ProfileFiles::from_env();
+        return Err(match files.find().await {
+            Finding::Broken(why) => AwsSetupError::ProfileFile(why),
+            Finding::NoFiles | Finding::MissingProfile if files.named => {
+                AwsSetupError::MissingProfile {
+                    looked: files.where_looked(),
+                    profile: files.profile,
+                }
+            }
+            _ => AwsSetupError::NoRegion,
+        });
+    };
     let conf = base.with_region(Some(region.clone()));
-    let (source, creds) = first_credentials(sources(settings, &conf)?).await?;
+    let (source, creds) = first_credentials(sources(settings, &conf, &http)?).await?;
     tracing::debug!(source = source.name, "AWS credentials found");
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)

@@ -4,7 +4,9 @@
 
 pub mod credentials;
 pub mod ecr;
+pub mod http;
 pub mod image;
+pub mod profile;
 pub mod registry;
 pub mod registry_api;
 pub mod repository;

@@ -123,7 +123,8 @@ pub fn dns_suffix(region: &str) -> &'static str {
     }
 }
 
-/// The ARN partition a region belongs to (`aws`, `aws-cn`, `aws-us-gov`, `aws-iso`, ...).
+/// The partition a region belongs to (`aws`, `aws-cn`, `aws-us-gov`, ...): credentials from one
+/// partition are unknown in every other.
 pub fn partition(region: &str) -> &'static str {
     match region {
         r if r.starts_with("cn-") => "aws-cn",
@@ -135,6 +136,16 @@ pub fn partition(region: &str) -> &'static str {
         r if r.starts_with("eusc-") => "aws-eusc",
         _ => "aws",
     }
+}
+
+/// The first item and the first after it whose regions are in different partitions: things
+/// one run cannot all have credentials for.
+pub fn mixed_partitions<T>(items: &[T], region: impl Fn(&T) -> &str) -> Option<(&T, &T)> {
+    let first = items.first()?;
+    let other = items
+        .iter()
+        .find(|item| partition(region(item)) != partition(region(first)))?;
+    Some((first, other))
 }
 
 /// Registries that one GetAuthorizationToken call serves.
@@ -303,17 +314,30 @@ mod tests {
     }
 
     #[test]
-    fn partitions() {
+    fn partitions_of_regions() {
         for (region, want) in [
             ("us-east-1", "aws"),
+            ("eu-west-1", "aws"),
             ("cn-north-1", "aws-cn"),
             ("us-gov-west-1", "aws-us-gov"),
             ("us-iso-east-1", "aws-iso"),
             ("us-isob-east-1", "aws-iso-b"),
+            ("us-isof-south-1", "aws-iso-f"),
+            ("eu-isoe-west-1", "aws-iso-e"),
             ("eusc-de-east-1", "aws-eusc"),
         ] {
             assert_eq!(partition(region), want, "{region}");
         }
+        let items = |rs: &[&str]| -> Vec<(String, String)> {
+            rs.iter()
+                .map(|r| (format!("x in {r}"), r.to_string()))
+                .collect()
+        };
+        assert!(mixed_partitions(&items(&["us-east-1", "eu-west-1"]), |i| &i.1).is_none());
+        assert!(mixed_partitions(&items(&[]), |i| &i.1).is_none());
+        let mixed = items(&["eu-west-1", "us-east-1", "cn-north-1"]);
+        let (a, b) = mixed_partitions(&mixed, |i| &i.1).unwrap();
+        assert_eq!((a.1.as_str(), b.1.as_str()), ("eu-west-1", "cn-north-1"));
     }
 
     #[test]

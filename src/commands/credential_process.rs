@@ -24,7 +24,7 @@ pub async fn run(args: RolesAnywhereArgs) -> Result<String, CredentialProcessErr
     let settings = args
         .into_settings()?
         .ok_or(CredentialProcessError::Missing)?;
-    let ra = RolesAnywhere::load(settings)?;
+    let ra = RolesAnywhere::load(settings, crate::aws::http::client())?;
     let c = ra.create_session().await?;
     let doc = json!({
         "Version": 1,

@@ -110,12 +110,12 @@ async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
             aws
         }
         Err(e) => {
-            rows.push(row(
-                "AWS credentials",
-                Status::Fail,
-                e.to_string(),
-                "set up one of the listed sources, or pick one with --credentials-source",
-            ));
+            let check = if e.is_region() {
+                "AWS region"
+            } else {
+                "AWS credentials"
+            };
+            rows.push(row(check, Status::Fail, e.to_string(), e.fix()));
             return;
         }
     };

@@ -10,7 +10,10 @@ A failed check answers 403 with a message, like the service; a good request gets
 session credentials. Each request is appended to the log file as one JSON line.
 
 Usage: python server.py --trust-anchor ROOT.crt --log FILE [--access-key-id ID]
-Prints the port it listens on as the first line of stdout.
+                        [--fail-first N] [--fail-status STATUS]
+Prints the port it listens on as the first line of stdout. With --fail-first N, the first N
+requests are answered with --fail-status (default 503) before any check, as an overloaded
+service would; they are logged with the result "fault STATUS".
 """
 
 import argparse
@@ -100,6 +103,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         entry = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
+        with self.server.lock:
+            fault = self.server.faults_left > 0
+            self.server.faults_left -= 1 if fault else 0
+        if fault:
+            entry["result"] = f"fault {self.server.fail_status}"
+            self.reply(self.server.fail_status, {"message": "injected fault"})
+            with self.server.lock:
+                with open(self.server.log_path, "a") as f:
+                    f.write(json.dumps(entry) + "\n")
+            return
         try:
             creds = self.check(body, entry)
             entry["result"] = "accepted"
@@ -201,12 +214,16 @@ def main():
     parser.add_argument("--trust-anchor", required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--access-key-id", default="ASIAROLESANYWHERE")
+    parser.add_argument("--fail-first", type=int, default=0)
+    parser.add_argument("--fail-status", type=int, default=503)
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.anchor = x509.load_pem_x509_certificate(open(args.trust_anchor, "rb").read())
     server.log_path = args.log
     server.access_key_id = args.access_key_id
     server.lock = threading.Lock()
+    server.faults_left = args.fail_first
+    server.fail_status = args.fail_status
     print(server.server_address[1], flush=True)
     server.serve_forever()
 

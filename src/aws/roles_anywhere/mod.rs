@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, future};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -195,6 +196,7 @@ pub struct RolesAnywhere {
     leaf: Certificate,
     chain: Vec<Certificate>,
     key: SigningKey,
+    http: SharedHttpClient,
 }
 
 fn read_passphrase(p: &Passphrase) -> Result<Sensitive, RaError> {
@@ -210,8 +212,9 @@ fn read_passphrase(p: &Passphrase) -> Result<Sensitive, RaError> {
 
 impl RolesAnywhere {
     /// Reads the certificate, chain and key, and checks them: the key matches the leaf, and the
-    /// leaf is valid now. Every failure names the file.
-    pub fn load(settings: Settings) -> Result<RolesAnywhere, RaError> {
+    /// leaf is valid now. Every failure names the file. Sessions are created through `http`, the
+    /// client of every AWS call.
+    pub fn load(settings: Settings, http: SharedHttpClient) -> Result<RolesAnywhere, RaError> {
         let certs = keys::load_certificates(&settings.certificate)?;
         let mut chain: Vec<Certificate> = certs[1..].to_vec();
         let leaf = certs
@@ -238,6 +241,7 @@ impl RolesAnywhere {
             leaf,
             chain,
             key,
+            http,
         })
     }
 
@@ -281,7 +285,7 @@ impl RolesAnywhere {
     pub async fn create_session(&self) -> Result<SessionCredentials, RaError> {
         let (req, body) = self.request();
         let signed = signer::sign(&req, &signer::amz_date(jiff::Timestamp::now()), &self.key);
-        session::create_session(&self.settings.endpoint(), &signed, body).await
+        session::create_session(&self.http, &self.settings.endpoint(), &signed, body).await
     }
 }
 

@@ -1,10 +1,27 @@
 //! The CreateSession call: sending the signed request and reading the credentials out of the
-//! answer. The transport is hyper with rustls, the same stack as the other clients.
+//! answer. It goes through the SDK's orchestrator with the HTTP client of every other AWS call
+//! (see [`crate::aws::http`]), so it gets the same proxy rules, TLS stack and retries.
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_smithy_runtime::client::orchestrator::operation::Operation;
+use aws_smithy_runtime::client::retries::classifiers::TransientErrorClassifier;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, InterceptorContext,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, OrchestratorError};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
 use serde::Deserialize;
 
 use super::RaError;
@@ -68,62 +85,141 @@ pub fn parse_response(body: &[u8]) -> Result<SessionCredentials, String> {
     })
 }
 
-/// POSTs the signed request to `endpoint` (scheme and authority) and reads the answer.
+/// How many times CreateSession is tried, as the SDK's standard mode does for other calls.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// A refusal from the service: the status and the message it gave.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP {status}: {message}")]
+pub struct Refusal {
+    status: u16,
+    message: String,
+}
+
+/// Retries what the SDK's standard mode retries for AWS services: throttling (429) and server
+/// errors (5xx). Connection errors and timeouts are the SDK's own transient-error classifier's.
+#[derive(Debug)]
+struct RetryableStatus;
+
+impl ClassifyRetry for RetryableStatus {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.response().map(|r| r.status().as_u16()) {
+            Some(429) => RetryAction::throttling_error(),
+            Some(s) if (500..600).contains(&s) => RetryAction::server_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "Roles Anywhere throttling and server errors"
+    }
+}
+
+/// Counts attempts, so that a failure can say how often it was tried.
+#[derive(Debug, Default, Clone)]
+struct Attempts(Arc<AtomicU32>);
+
+impl Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "count attempts"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The HTTP request: the signed headers (the client derives `Host` from the endpoint, as
+/// signed), a User-Agent, and the body.
+fn http_request(signed: &Signed, body: Vec<u8>) -> Result<HttpRequest, BoxError> {
+    let mut request = HttpRequest::new(SdkBody::from(body));
+    request.set_method("POST")?;
+    request.set_uri(signed.path_and_query.as_str())?;
+    let headers = request.headers_mut();
+    for (k, v) in &signed.headers {
+        // A second Host header would make a different request from the signed one.
+        if k != "host" {
+            headers.try_insert(k.clone(), v.clone())?;
+        }
+    }
+    headers.try_insert(
+        "user-agent",
+        concat!("ecr-secret-refresher/", env!("CARGO_PKG_VERSION")),
+    )?;
+    Ok(request)
+}
+
+fn parse_http_response(
+    response: &HttpResponse,
+) -> Result<SessionCredentials, OrchestratorError<Refusal>> {
+    let status = response.status().as_u16();
+    let bytes = response.body().bytes().unwrap_or_default();
+    if response.status().is_success() {
+        return parse_response(bytes)
+            .map_err(|message| OrchestratorError::operation(Refusal { status, message }));
+    }
+    let message = serde_json::from_slice::<ServiceError>(bytes)
+        .ok()
+        .and_then(|e| e.message)
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).chars().take(300).collect());
+    Err(OrchestratorError::operation(Refusal { status, message }))
+}
+
+/// POSTs the signed request to `endpoint` (scheme and authority) through `http`, the client of
+/// every AWS call, and reads the answer. Throttling, server and connection errors are retried
+/// with jittered exponential backoff, up to [`MAX_ATTEMPTS`] attempts in all; the same signed
+/// request stays valid for minutes, longer than the retries take.
 pub async fn create_session(
+    http: &SharedHttpClient,
     endpoint: &str,
     signed: &Signed,
     body: Vec<u8>,
 ) -> Result<SessionCredentials, RaError> {
-    let transport = |message: String| RaError::Transport {
-        endpoint: endpoint.to_string(),
-        message,
-    };
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| transport(format!("no CA certificates: {e}")))?
-        .https_or_http()
-        .enable_http1()
+    let attempts = Attempts::default();
+    let signed = signed.clone();
+    let operation = Operation::builder()
+        .service_name("rolesanywhere")
+        .operation_name("CreateSession")
+        .http_client(http.clone())
+        .endpoint_url(endpoint)
+        .no_auth()
+        .standard_retry(&RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .retry_classifier(RetryableStatus)
+        .retry_classifier(TransientErrorClassifier::<Refusal>::new())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .interceptor(attempts.clone())
+        .serializer(move |body: Vec<u8>| http_request(&signed, body))
+        .deserializer(parse_http_response)
         .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
-    let mut builder = hyper::Request::post(format!("{endpoint}{}", signed.path_and_query));
-    for (k, v) in &signed.headers {
-        // hyper derives Host from the URL; a second one would be a different request.
-        if k != "host" {
-            builder = builder.header(k, v);
+    let result = operation.invoke(body).await;
+    let tried = match attempts.0.load(Ordering::Relaxed) {
+        n if n > 1 => format!(" (after {n} attempts)"),
+        _ => String::new(),
+    };
+    result.map_err(|e| match e {
+        SdkError::ServiceError(ctx) => {
+            let refusal = ctx.into_err();
+            RaError::Service {
+                status: refusal.status,
+                message: format!("{}{tried}", refusal.message),
+            }
         }
-    }
-    builder = builder.header(
-        "user-agent",
-        concat!("ecr-secret-refresher/", env!("CARGO_PKG_VERSION")),
-    );
-    let request = builder
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| transport(e.to_string()))?;
-    let response =
-        tokio::time::timeout(std::time::Duration::from_secs(30), client.request(request))
-            .await
-            .map_err(|_| transport("no answer within 30 s".into()))?
-            .map_err(|e| transport(crate::errors::chain(&e)))?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| transport(e.to_string()))?
-        .to_bytes();
-    if status.is_success() {
-        return parse_response(&bytes).map_err(|message| RaError::Service {
-            status: status.as_u16(),
-            message,
-        });
-    }
-    let message = serde_json::from_slice::<ServiceError>(&bytes)
-        .ok()
-        .and_then(|e| e.message)
-        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-    Err(RaError::Service {
-        status: status.as_u16(),
-        message,
+        other => RaError::Transport {
+            endpoint: endpoint.to_string(),
+            message: format!("{}{tried}", crate::errors::chain(&other)),
+        },
     })
 }
 
