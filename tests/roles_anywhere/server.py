@@ -106,20 +106,25 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             fault = self.server.faults_left > 0
             self.server.faults_left -= 1 if fault else 0
+        # Each request is logged before it is answered: a client that exits on the answer
+        # must find its request in the log.
         if fault:
             entry["result"] = f"fault {self.server.fail_status}"
+            self.log_entry(entry)
             self.reply(self.server.fail_status, {"message": "injected fault"})
-            with self.server.lock:
-                with open(self.server.log_path, "a") as f:
-                    f.write(json.dumps(entry) + "\n")
             return
         try:
             creds = self.check(body, entry)
-            entry["result"] = "accepted"
-            self.reply(201, creds)
         except Reject as e:
             entry["result"] = "rejected: " + str(e)
+            self.log_entry(entry)
             self.reply(403, {"message": str(e)})
+            return
+        entry["result"] = "accepted"
+        self.log_entry(entry)
+        self.reply(201, creds)
+
+    def log_entry(self, entry):
         with self.server.lock:
             with open(self.server.log_path, "a") as f:
                 f.write(json.dumps(entry) + "\n")
