@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::aws::registry::{Registry, RegistryError, is_region};
+use crate::aws::registry::{Registry, RegistryError, is_ecr_public, is_region};
 use crate::aws::roles_anywhere::{self, Passphrase, RaError};
 use crate::aws::settings::{AssumeRole, AwsSettings, CredentialsSource, is_role_arn};
 use crate::cluster::labels::Selector;
@@ -189,6 +189,32 @@ pub struct Cli {
 
     #[command(flatten)]
     pub roles_anywhere: RolesAnywhereArgs,
+
+    #[command(flatten)]
+    pub kubelet: KubeletArgs,
+}
+
+/// The annotation that names a ServiceAccount's pull role: the one AWS's own plugin reads, so
+/// ServiceAccounts set up for it work unchanged.
+pub const DEFAULT_ROLE_ANNOTATION: &str = "eks.amazonaws.com/ecr-role-arn";
+
+/// The kubelet credential provider mode (`kubelet-credential-provider`).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Kubelet credential provider")]
+pub struct KubeletArgs {
+    /// ServiceAccount annotation that names the IAM role to pull with (KEP-4412 service account
+    /// tokens). List it in the kubelet config's tokenAttributes annotation keys.
+    #[arg(
+        global = true,
+        long,
+        env = "ECR_REFRESHER_ROLE_ANNOTATION",
+        default_value = DEFAULT_ROLE_ANNOTATION
+    )]
+    pub role_annotation: String,
+    /// Refuse requests whose ServiceAccount names no role, instead of pulling with the node's
+    /// own identity.
+    #[arg(global = true, long, env = "ECR_REFRESHER_REQUIRE_ROLE")]
+    pub require_role: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
@@ -199,6 +225,9 @@ pub enum Command {
     /// Print IAM Roles Anywhere credentials as `credential_process` JSON, like
     /// `aws_signing_helper credential-process`, for use in an AWS config profile.
     CredentialProcess,
+    /// Answer one kubelet image credential provider request: a CredentialProviderRequest on
+    /// stdin, a CredentialProviderResponse on stdout. Needs no cluster settings.
+    KubeletCredentialProvider,
 }
 
 /// Parses `300`, `90s`, `10m` or `1h`.
@@ -351,6 +380,8 @@ pub struct Config {
     pub timeout: Option<std::time::Duration>,
     pub secret_name: String,
     pub registries: Vec<Registry>,
+    /// `public.ecr.aws` was named in --registries: write its entry too (one ecr-public call).
+    pub ecr_public: bool,
     pub strategy: Strategy,
     pub dry_run: bool,
     pub force: bool,
@@ -470,22 +501,53 @@ impl Cli {
         if !is_dns_subdomain(&self.secret_name) {
             return Err(ConfigError::SecretName(self.secret_name));
         }
-        let registries = self
+        let named = self
             .registries
             .iter()
             .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty());
+        let ecr_public = named.clone().any(is_ecr_public);
+        let registries = named
+            .filter(|s| !is_ecr_public(s))
             .map(str::parse)
             .collect::<Result<Vec<Registry>, _>>()?;
+        if !(1..=256).contains(&self.concurrency) {
+            return Err(ConfigError::Concurrency(self.concurrency));
+        }
+        let aws = self.aws_settings()?;
+        Ok(Config {
+            namespaces,
+            prune: self.prune,
+            service_accounts,
+            timeout: self.timeout,
+            secret_name: self.secret_name,
+            registries,
+            ecr_public,
+            strategy: self.strategy,
+            dry_run: self.dry_run,
+            force: self.force,
+            log_format: self.log_format,
+            kube: KubeTarget {
+                kubeconfig: self.kubeconfig,
+                context: self.context,
+            },
+            aws,
+            concurrency: self.concurrency,
+        })
+    }
+
+    /// Checks the AWS flags only (region, credentials source, role, Roles Anywhere) and builds
+    /// their settings: what a command that never touches the cluster needs.
+    pub fn aws_settings(&self) -> Result<AwsSettings, ConfigError> {
         if let Some(region) = &self.region
             && !is_region(region)
         {
             return Err(ConfigError::Region(region.clone()));
         }
-        let assume_role = match self.assume_role_arn {
+        let assume_role = match &self.assume_role_arn {
             Some(arn) => {
-                if !is_role_arn(&arn) {
-                    return Err(ConfigError::RoleArn(arn));
+                if !is_role_arn(arn) {
+                    return Err(ConfigError::RoleArn(arn.clone()));
                 }
                 let name = &self.role_session_name;
                 if !(2..=64).contains(&name.len())
@@ -496,43 +558,23 @@ impl Cli {
                     return Err(ConfigError::SessionName(name.clone()));
                 }
                 Some(AssumeRole {
-                    role_arn: arn,
-                    external_id: self.external_id,
-                    session_name: self.role_session_name,
+                    role_arn: arn.clone(),
+                    external_id: self.external_id.clone(),
+                    session_name: self.role_session_name.clone(),
                 })
             }
             None => None,
         };
-        if !(1..=256).contains(&self.concurrency) {
-            return Err(ConfigError::Concurrency(self.concurrency));
-        }
-        let roles_anywhere = self.roles_anywhere.into_settings()?;
+        let roles_anywhere = self.roles_anywhere.clone().into_settings()?;
         if self.credentials_source == CredentialsSource::RolesAnywhere && roles_anywhere.is_none() {
             return Err(ConfigError::RolesAnywhereMissing);
         }
-        Ok(Config {
-            namespaces,
-            prune: self.prune,
-            service_accounts,
-            timeout: self.timeout,
-            secret_name: self.secret_name,
-            registries,
-            strategy: self.strategy,
-            dry_run: self.dry_run,
-            force: self.force,
-            log_format: self.log_format,
-            kube: KubeTarget {
-                kubeconfig: self.kubeconfig,
-                context: self.context,
-            },
-            aws: AwsSettings {
-                source: self.credentials_source,
-                region: self.region,
-                fips: self.fips,
-                assume_role,
-                roles_anywhere,
-            },
-            concurrency: self.concurrency,
+        Ok(AwsSettings {
+            source: self.credentials_source,
+            region: self.region.clone(),
+            fips: self.fips,
+            assume_role,
+            roles_anywhere,
         })
     }
 }
@@ -663,6 +705,49 @@ mod tests {
         let err =
             Cli::try_parse_from(["x", "--namespaces", "a", "--external-id", "e"]).unwrap_err();
         assert!(err.to_string().contains("--assume-role-arn"), "{err}");
+    }
+
+    #[test]
+    fn ecr_public_is_named_apart_from_the_private_registries() {
+        let c = cli(&[
+            "--namespaces",
+            "a",
+            "--registries",
+            "https://public.ecr.aws/,123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        ])
+        .unwrap();
+        assert!(c.ecr_public);
+        assert_eq!(c.registries.len(), 1);
+        let c = cli(&["--namespaces", "a", "--registries", "public.ecr.aws"]).unwrap();
+        assert!(c.ecr_public && c.registries.is_empty());
+        assert!(!cli(&["--namespaces", "a"]).unwrap().ecr_public);
+    }
+
+    #[test]
+    fn the_aws_settings_alone_need_no_namespaces() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["ecr-secret-refresher", "kubelet-credential-provider"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap()
+        };
+        let c = parse(&["--region", "cn-north-1"]);
+        assert_eq!(c.command, Some(Command::KubeletCredentialProvider));
+        let refresh = parse(&["--region", "cn-north-1"]).into_config();
+        assert!(matches!(refresh, Err(ConfigError::NoNamespaces)));
+        let aws = c.aws_settings().unwrap();
+        assert_eq!(aws.region.as_deref(), Some("cn-north-1"));
+        assert_eq!(c.kubelet.role_annotation, DEFAULT_ROLE_ANNOTATION);
+        assert!(!c.kubelet.require_role);
+        let err = parse(&["--region", "mars"]).aws_settings().unwrap_err();
+        assert!(err.to_string().starts_with("--region: 'mars'"), "{err}");
+        let err = parse(&["--assume-role-arn", "nope"])
+            .aws_settings()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("--assume-role-arn"), "{err}");
+        let err = parse(&["--credentials-source", "roles-anywhere"])
+            .aws_settings()
+            .unwrap_err();
+        assert!(err.to_string().contains("--ra-certificate"), "{err}");
     }
 
     #[test]

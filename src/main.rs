@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ecr_secret_refresher::commands::{credential_process, doctor, refresh};
+use ecr_secret_refresher::commands::{
+    credential_process, doctor, kubelet_credential_provider, refresh,
+};
 use ecr_secret_refresher::config::{Cli, Command};
 use ecr_secret_refresher::logging;
 use ecr_secret_refresher::report::RunStatus;
@@ -34,6 +36,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::KubeletCredentialProvider) = cli.command {
+        return kubelet(&cli, &runtime);
+    }
     let command = cli.command;
     let config = match cli.into_config() {
         Ok(c) => c,
@@ -52,4 +57,23 @@ fn main() -> ExitCode {
         };
     }
     runtime.block_on(refresh::run(&config)).exit_code()
+}
+
+/// One kubelet request: stdin to stdout. Errors go to stderr; the kubelet shows them with the
+/// failed pull.
+fn kubelet(cli: &Cli, runtime: &tokio::runtime::Runtime) -> ExitCode {
+    let answer = kubelet_credential_provider::settings(cli).and_then(|settings| {
+        let input = kubelet_credential_provider::read_request(std::io::stdin().lock())?;
+        runtime.block_on(kubelet_credential_provider::run(&settings, &input))
+    });
+    match answer {
+        Ok(json) => {
+            println!("{}", json.expose());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            RunStatus::NothingDone.exit_code()
+        }
+    }
 }

@@ -27,6 +27,10 @@ pub enum EcrError {
     Call { region: String, message: String },
     #[error("ECR GetAuthorizationToken in {region} returned {what}")]
     Malformed { region: String, what: &'static str },
+    #[error(
+        "ECR Public GetAuthorizationToken (ecr-public, us-east-1) failed: {0}. Check that the credentials allow ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken."
+    )]
+    PublicCall(String),
 }
 
 /// A decoded ECR token: the docker username and password, and when they expire.

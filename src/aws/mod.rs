@@ -4,7 +4,9 @@
 
 pub mod credentials;
 pub mod ecr;
+pub mod ecr_public;
 pub mod image;
 pub mod registry;
 pub mod roles_anywhere;
 pub mod settings;
+pub mod web_identity;

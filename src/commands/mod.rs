@@ -2,4 +2,5 @@
 
 pub mod credential_process;
 pub mod doctor;
+pub mod kubelet_credential_provider;
 pub mod refresh;
