@@ -56,7 +56,10 @@ pub fn decode_token(encoded: &str) -> Option<(String, Sensitive)> {
 async fn token_for(sdk: &SdkConfig, scope: &TokenScope) -> Result<Token, EcrError> {
     let conf = aws_sdk_ecr::config::Builder::from(sdk)
         .region(Region::new(scope.region.clone()))
-        .use_fips(scope.fips)
+        // An explicit endpoint (AWS_ENDPOINT_URL, a VPC endpoint) is where the user wants the
+        // call to go, and the SDK refuses FIPS on top of one: the registry's `-fips` then only
+        // names the token scope.
+        .use_fips(scope.fips && sdk.endpoint_url().is_none())
         .build();
     let client = aws_sdk_ecr::Client::from_conf(conf);
     let out = client

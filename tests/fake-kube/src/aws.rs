@@ -1,5 +1,6 @@
 //! A recording front for an AWS emulator (moto): it forwards every request upstream and logs
 //! which operation was called in which region, or answers with an injected AWS error instead.
+//! It answers ECR Public's GetAuthorizationToken itself, since moto has no `ecr-public`.
 
 use std::sync::{Arc, Mutex};
 
@@ -38,7 +39,18 @@ pub struct AwsFault {
 struct Shared {
     calls: Vec<AwsCall>,
     fault: Option<AwsFault>,
+    /// How many more matching calls the fault answers; `None`: every one.
+    fault_times: Option<usize>,
 }
+
+/// The password the front's ECR Public token carries: it names the access key that signed the
+/// call, so a test can tell whose credentials were used.
+pub fn ecr_public_password(access_key: &str) -> String {
+    format!("{access_key}-public-auth-token")
+}
+
+/// How long the front's ECR Public tokens live, like the real service's.
+pub const ECR_PUBLIC_TOKEN_LIFE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 pub struct AwsFront {
     shared: Arc<Mutex<Shared>>,
@@ -80,7 +92,22 @@ impl AwsFront {
     }
 
     pub fn fail(&self, fault: AwsFault) {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner()).fault = Some(fault);
+        let mut st = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        st.fault = Some(fault);
+        st.fault_times = None;
+    }
+
+    /// Answers the next `times` matching calls with `fault`, then forwards again.
+    pub fn fail_times(&self, fault: AwsFault, times: usize) {
+        let mut st = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        st.fault = Some(fault);
+        st.fault_times = Some(times);
+    }
+
+    pub fn clear_fault(&self) {
+        let mut st = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        st.fault = None;
+        st.fault_times = None;
     }
 }
 
@@ -138,11 +165,37 @@ async fn forward(
     let fault = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.calls.push(call.clone());
-        st.fault
+        let fault = st
+            .fault
             .clone()
-            .filter(|f| f.operation.as_ref().is_none_or(|op| *op == call.operation))
+            .filter(|f| f.operation.as_ref().is_none_or(|op| *op == call.operation));
+        if fault.is_some()
+            && let Some(left) = st.fault_times.as_mut()
+        {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                st.fault = None;
+                st.fault_times = None;
+            }
+        }
+        fault
     };
     if let Some(f) = fault {
+        // Query-protocol services (STS) answer errors in XML, JSON-protocol ones in JSON.
+        if parts.headers.get("x-amz-target").is_none() {
+            let body = format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>fake-request-id</RequestId></ErrorResponse>",
+                f.code, f.message
+            );
+            return http::response(
+                f.status,
+                &[
+                    ("content-type", "text/xml".into()),
+                    ("x-amzn-requestid", "fake-request-id".into()),
+                ],
+                body,
+            );
+        }
         let body = format!(r#"{{"__type":"{}","message":"{}"}}"#, f.code, f.message);
         return http::response(
             f.status,
@@ -153,6 +206,9 @@ async fn forward(
             ],
             body,
         );
+    }
+    if call.service == "ecr-public" && call.operation == "GetAuthorizationToken" {
+        return ecr_public_token(&call.access_key);
     }
     let path = parts
         .uri
@@ -184,4 +240,26 @@ async fn forward(
         }
         Err(e) => http::response(502, &[], format!("upstream failed: {e}")),
     }
+}
+
+/// ECR Public's GetAuthorizationToken (awsJson1_1), as the service documents its answer.
+fn ecr_public_token(access_key: &str) -> hyper::Response<Full<Bytes>> {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD
+        .encode(format!("AWS:{}", ecr_public_password(access_key)));
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        + ECR_PUBLIC_TOKEN_LIFE;
+    let body = serde_json::json!({
+        "authorizationData": {"authorizationToken": token, "expiresAt": expires.as_secs()}
+    });
+    http::response(
+        200,
+        &[
+            ("content-type", "application/x-amz-json-1.1".into()),
+            ("x-amzn-requestid", "fake-request-id".into()),
+        ],
+        body.to_string(),
+    )
 }
