@@ -274,6 +274,30 @@ async fn refresh_mode_writes_the_ecr_public_entry() {
     assert_eq!(config["auths"].as_object().unwrap().len(), 1, "{config}");
     assert_eq!(ops(&h), ["GetAuthorizationToken"]);
     assert!(run.stderr.contains("public.ecr.aws"), "{}", run.stderr);
+    // doctor checks the ECR Public token, and no default private registry.
+    let run = h
+        .run(&[
+            "doctor",
+            "--namespaces",
+            "team-a",
+            "--registries",
+            "public.ecr.aws",
+        ])
+        .await;
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ECR Public token"));
+    assert!(
+        line.is_some_and(|l| l.contains(" ok ") && l.contains("public.ecr.aws")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("ECR token us-east-1"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -847,6 +871,24 @@ async fn the_example_configs_match_every_partition_and_run_as_shipped() {
                 keys.iter().any(|k| k == ROLE_ANNOTATION),
                 "{file}: the role annotation is sent"
             );
+            // The shipped RBAC lets the nodes ask for exactly this audience.
+            let rbac = std::fs::read_to_string(format!(
+                "{}/manifests/kubelet/audience-rbac.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            let docs: Vec<Value> = serde_saphyr::from_multiple(&rbac).unwrap();
+            let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+            assert_eq!(
+                role["rules"][0]["resources"][0],
+                attrs["serviceAccountTokenAudience"]
+            );
+            assert_eq!(
+                role["rules"][0]["verbs"][0],
+                "request-serviceaccounts-token-audience"
+            );
+            let binding = docs.iter().find(|d| d["kind"] == "ClusterRoleBinding");
+            assert_eq!(binding.unwrap()["subjects"][0]["name"], "system:nodes");
             sa_request(
                 &image,
                 json!({ROLE_ANNOTATION: format!("arn:aws:iam::{OTHER_ACCOUNT}:role/r")}),
