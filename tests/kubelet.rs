@@ -705,7 +705,7 @@ fn the_glob_model_follows_the_kubelets_documented_examples() {
     assert!(kubelet_matches("*.k8s.io", "abc.k8s.io/app"));
     assert!(kubelet_matches("k8s.*.io", "k8s.example.io"));
     assert!(kubelet_matches("k8s.*", "k8s.io/x"));
-    assert!(kubelet_matches("app*.k8s.io", "api.k8s.io/x") == false);
+    assert!(!kubelet_matches("app*.k8s.io", "api.k8s.io/x"));
     assert!(kubelet_matches("a*.k8s.io", "api.k8s.io/x"));
     assert!(
         !kubelet_matches("*.io", "abc.k8s.io/x"),
