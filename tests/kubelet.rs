@@ -483,14 +483,15 @@ async fn a_service_account_without_a_role_falls_back_to_the_node() {
     let h = Harness::new(&[]).await;
     let host = registry("us-east-1");
     let role = format!("arn:aws:iam::{OTHER_ACCOUNT}:role/team-a-pull");
-    // A token but no annotation; then the role under a key the plugin was not told to read.
-    for annotations in [json!({}), json!({"example.com/pull-role": role})] {
-        let run = provide(
-            &h,
-            h.base_env(),
-            &sa_request(&format!("{host}/app"), annotations),
-        )
-        .await;
+    // A token but no annotation; then the role under a key the plugin was not told to read,
+    // with ECR_REFRESHER_REQUIRE_ROLE spelt out as the shipped example does ("false").
+    let mut explicit = h.base_env();
+    explicit.push(("ECR_REFRESHER_REQUIRE_ROLE".into(), "false".into()));
+    for (annotations, env) in [
+        (json!({}), h.base_env()),
+        (json!({"example.com/pull-role": role}), explicit),
+    ] {
+        let run = provide(&h, env, &sa_request(&format!("{host}/app"), annotations)).await;
         let r = response(&run, V1);
         check_streams(&run, Some(MOTO_PASSWORD));
         assert_eq!(auth(&r, &host).1, MOTO_PASSWORD);
