@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::aws::registry::{Registry, RegistryError, is_region, mixed_partitions, partition};
+use crate::aws::registry::{
+    ECR_PUBLIC_HOST, ECR_PUBLIC_REGION, Registry, RegistryError, is_ecr_public, is_region,
+    mixed_partitions, partition,
+};
 use crate::aws::roles_anywhere::{self, Passphrase, RaError};
 use crate::aws::settings::{AssumeRole, AwsSettings, CredentialsSource, is_role_arn};
 use crate::cluster::labels::Selector;
@@ -191,6 +194,32 @@ pub struct Cli {
     /// [`Cli::parse_args`].
     #[arg(skip)]
     pub from_env: Vec<String>,
+
+    #[command(flatten)]
+    pub kubelet: KubeletArgs,
+}
+
+/// The annotation that names a ServiceAccount's pull role: the one AWS's own plugin reads, so
+/// ServiceAccounts set up for it work unchanged.
+pub const DEFAULT_ROLE_ANNOTATION: &str = "eks.amazonaws.com/ecr-role-arn";
+
+/// The kubelet credential provider mode (`kubelet-credential-provider`).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Kubelet credential provider")]
+pub struct KubeletArgs {
+    /// ServiceAccount annotation that names the IAM role to pull with (KEP-4412 service account
+    /// tokens). List it in the kubelet config's tokenAttributes annotation keys.
+    #[arg(
+        global = true,
+        long,
+        env = "ECR_REFRESHER_ROLE_ANNOTATION",
+        default_value = DEFAULT_ROLE_ANNOTATION
+    )]
+    pub role_annotation: String,
+    /// Refuse requests whose ServiceAccount names no role, instead of pulling with the node's
+    /// own identity.
+    #[arg(global = true, long, env = "ECR_REFRESHER_REQUIRE_ROLE")]
+    pub require_role: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -202,6 +231,9 @@ pub enum Command {
     /// Print IAM Roles Anywhere credentials as `credential_process` JSON, like
     /// `aws_signing_helper credential-process`, for use in an AWS config profile.
     CredentialProcess,
+    /// Answer one kubelet image credential provider request: a CredentialProviderRequest on
+    /// stdin, a CredentialProviderResponse on stdout. Needs no cluster settings.
+    KubeletCredentialProvider,
 }
 
 /// `doctor --image`: follow one image's pull path step by step.
@@ -396,6 +428,8 @@ pub struct Config {
     pub timeout: Option<std::time::Duration>,
     pub secret_name: String,
     pub registries: Vec<Registry>,
+    /// `public.ecr.aws` was named in --registries: write its entry too (one ecr-public call).
+    pub ecr_public: bool,
     pub strategy: Strategy,
     pub dry_run: bool,
     pub force: bool,
@@ -495,6 +529,7 @@ const ASSUME_ROLE_ONLY: [(&str, &str, &str); 2] = [
 /// never succeed.
 fn check_one_partition(
     registries: &[Registry],
+    ecr_public: bool,
     region: Option<&str>,
     roles_anywhere: Option<&roles_anywhere::Settings>,
 ) -> Result<(), ConfigError> {
@@ -513,6 +548,12 @@ fn check_one_partition(
             .iter()
             .map(|r| (format!("the registry {}", r.host), r.region.clone())),
     );
+    if ecr_public {
+        items.push((
+            format!("{ECR_PUBLIC_HOST} (ECR Public, {ECR_PUBLIC_REGION})"),
+            ECR_PUBLIC_REGION.to_string(),
+        ));
+    }
     match mixed_partitions(&items, |(_, region)| region) {
         None => Ok(()),
         Some((first, second)) => Err(ConfigError::MixedPartitions {
@@ -619,23 +660,60 @@ impl Cli {
         if !is_dns_subdomain(&self.secret_name) {
             return Err(ConfigError::SecretName(self.secret_name));
         }
-        let registries = self
+        let named = self
             .registries
             .iter()
             .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty());
+        let ecr_public = named.clone().any(is_ecr_public);
+        let registries = named
+            .filter(|s| !is_ecr_public(s))
             .map(str::parse)
             .collect::<Result<Vec<Registry>, _>>()?;
+        if !(1..=256).contains(&self.concurrency) {
+            return Err(ConfigError::Concurrency(self.concurrency));
+        }
+        let aws = self.aws_settings()?;
+        check_one_partition(
+            &registries,
+            ecr_public,
+            aws.region.as_deref(),
+            aws.roles_anywhere.as_ref(),
+        )?;
+        Ok(Config {
+            namespaces,
+            prune: self.prune,
+            service_accounts,
+            timeout: self.timeout,
+            secret_name: self.secret_name,
+            registries,
+            ecr_public,
+            strategy: self.strategy,
+            dry_run: self.dry_run,
+            force: self.force,
+            log_format: self.log_format,
+            kube: KubeTarget {
+                kubeconfig: self.kubeconfig,
+                context: self.context,
+            },
+            aws,
+            concurrency: self.concurrency,
+        })
+    }
+
+    /// Checks the AWS flags only (region, credentials source, role, Roles Anywhere) and builds
+    /// their settings: what a command that never touches the cluster needs.
+    pub fn aws_settings(&self) -> Result<AwsSettings, ConfigError> {
         if let Some(region) = &self.region
             && !is_region(region)
         {
             return Err(ConfigError::Region(region.clone()));
         }
         self.check_assume_role_only()?;
-        let assume_role = match self.assume_role_arn {
+        let assume_role = match &self.assume_role_arn {
             Some(arn) => {
-                if !is_role_arn(&arn) {
-                    return Err(ConfigError::RoleArn(arn));
+                if !is_role_arn(arn) {
+                    return Err(ConfigError::RoleArn(arn.clone()));
                 }
                 let name = &self.role_session_name;
                 if !(2..=64).contains(&name.len())
@@ -646,44 +724,23 @@ impl Cli {
                     return Err(ConfigError::SessionName(name.clone()));
                 }
                 Some(AssumeRole {
-                    role_arn: arn,
-                    external_id: self.external_id,
-                    session_name: self.role_session_name,
+                    role_arn: arn.clone(),
+                    external_id: self.external_id.clone(),
+                    session_name: self.role_session_name.clone(),
                 })
             }
             None => None,
         };
-        if !(1..=256).contains(&self.concurrency) {
-            return Err(ConfigError::Concurrency(self.concurrency));
-        }
-        let roles_anywhere = self.roles_anywhere.into_settings()?;
+        let roles_anywhere = self.roles_anywhere.clone().into_settings()?;
         if self.credentials_source == CredentialsSource::RolesAnywhere && roles_anywhere.is_none() {
             return Err(ConfigError::RolesAnywhereMissing);
         }
-        check_one_partition(&registries, self.region.as_deref(), roles_anywhere.as_ref())?;
-        Ok(Config {
-            namespaces,
-            prune: self.prune,
-            service_accounts,
-            timeout: self.timeout,
-            secret_name: self.secret_name,
-            registries,
-            strategy: self.strategy,
-            dry_run: self.dry_run,
-            force: self.force,
-            log_format: self.log_format,
-            kube: KubeTarget {
-                kubeconfig: self.kubeconfig,
-                context: self.context,
-            },
-            aws: AwsSettings {
-                source: self.credentials_source,
-                region: self.region,
-                fips: self.fips,
-                assume_role,
-                roles_anywhere,
-            },
-            concurrency: self.concurrency,
+        Ok(AwsSettings {
+            source: self.credentials_source,
+            region: self.region.clone(),
+            fips: self.fips,
+            assume_role,
+            roles_anywhere,
         })
     }
 }
@@ -821,6 +878,49 @@ mod tests {
             Cli::try_parse_from(["x", "--namespaces", "a", "--external-id", "e"]).unwrap();
         parsed.from_env = vec!["external_id".into()];
         assert!(parsed.into_config().unwrap().aws.assume_role.is_none());
+    }
+
+    #[test]
+    fn ecr_public_is_named_apart_from_the_private_registries() {
+        let c = cli(&[
+            "--namespaces",
+            "a",
+            "--registries",
+            "https://public.ecr.aws/,123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        ])
+        .unwrap();
+        assert!(c.ecr_public);
+        assert_eq!(c.registries.len(), 1);
+        let c = cli(&["--namespaces", "a", "--registries", "public.ecr.aws"]).unwrap();
+        assert!(c.ecr_public && c.registries.is_empty());
+        assert!(!cli(&["--namespaces", "a"]).unwrap().ecr_public);
+    }
+
+    #[test]
+    fn the_aws_settings_alone_need_no_namespaces() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["ecr-secret-refresher", "kubelet-credential-provider"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap()
+        };
+        let c = parse(&["--region", "cn-north-1"]);
+        assert_eq!(c.command, Some(Command::KubeletCredentialProvider));
+        let refresh = parse(&["--region", "cn-north-1"]).into_config();
+        assert!(matches!(refresh, Err(ConfigError::NoNamespaces)));
+        let aws = c.aws_settings().unwrap();
+        assert_eq!(aws.region.as_deref(), Some("cn-north-1"));
+        assert_eq!(c.kubelet.role_annotation, DEFAULT_ROLE_ANNOTATION);
+        assert!(!c.kubelet.require_role);
+        let err = parse(&["--region", "mars"]).aws_settings().unwrap_err();
+        assert!(err.to_string().starts_with("--region: 'mars'"), "{err}");
+        let err = parse(&["--assume-role-arn", "nope"])
+            .aws_settings()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("--assume-role-arn"), "{err}");
+        let err = parse(&["--credentials-source", "roles-anywhere"])
+            .aws_settings()
+            .unwrap_err();
+        assert!(err.to_string().contains("--ra-certificate"), "{err}");
     }
 
     #[test]

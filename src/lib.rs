@@ -6,7 +6,10 @@
 //!   nothing of Kubernetes and serves both ways of pulling.
 //! - [`cluster`]: the Kubernetes side of the refresh mode: namespaces, the pull Secret,
 //!   ServiceAccounts, Events, pruning.
-//! - [`commands`]: `refresh`, `doctor`, `credential-process`, each a short pipeline over the two.
+//! - [`kubelet`]: the kubelet credential provider protocol, pure: request, identity choice,
+//!   response and cache duration. It uses [`aws`] types, never [`cluster`].
+//! - [`commands`]: `refresh`, `doctor`, `credential-process`, `kubelet-credential-provider`,
+//!   each a short pipeline over the halves.
 //!
 //! [`config`] turns flags into typed settings for both halves; [`report`], [`logging`],
 //! [`shutdown`], [`sensitive`] and [`errors`] are the small pieces every command shares.
@@ -16,6 +19,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod errors;
+pub mod kubelet;
 pub mod logging;
 pub mod report;
 pub mod sensitive;

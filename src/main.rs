@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use ecr_secret_refresher::commands::{credential_process, doctor, doctor_image, refresh};
+use ecr_secret_refresher::commands::{
+    credential_process, doctor, doctor_image, kubelet_credential_provider, refresh,
+};
 use ecr_secret_refresher::config::{Cli, Command};
 use ecr_secret_refresher::logging;
 use ecr_secret_refresher::report::RunStatus;
@@ -32,6 +34,9 @@ fn main() -> ExitCode {
                 RunStatus::NothingDone.exit_code()
             }
         };
+    }
+    if let Some(Command::KubeletCredentialProvider) = cli.command {
+        return kubelet(&cli, &runtime);
     }
     let command = cli.command.clone();
     let config = match cli.into_config() {
@@ -62,4 +67,23 @@ fn main() -> ExitCode {
         };
     }
     runtime.block_on(refresh::run(&config)).exit_code()
+}
+
+/// One kubelet request: stdin to stdout. Errors go to stderr; the kubelet shows them with the
+/// failed pull.
+fn kubelet(cli: &Cli, runtime: &tokio::runtime::Runtime) -> ExitCode {
+    let answer = kubelet_credential_provider::settings(cli).and_then(|settings| {
+        let input = kubelet_credential_provider::read_request(std::io::stdin().lock())?;
+        runtime.block_on(kubelet_credential_provider::run(&settings, &input))
+    });
+    match answer {
+        Ok(json) => {
+            println!("{}", json.expose());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            RunStatus::NothingDone.exit_code()
+        }
+    }
 }

@@ -32,6 +32,10 @@ pub enum EcrError {
     },
     #[error("ECR GetAuthorizationToken in {region} returned {what}")]
     Malformed { region: String, what: &'static str },
+    #[error(
+        "ECR Public GetAuthorizationToken (ecr-public, us-east-1) failed: {0}. Check that the credentials allow ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken."
+    )]
+    PublicCall(String),
 }
 
 impl EcrError {
@@ -39,7 +43,7 @@ impl EcrError {
     pub fn code(&self) -> Option<&str> {
         match self {
             EcrError::Call { code, .. } => code.as_deref(),
-            EcrError::Malformed { .. } => None,
+            EcrError::Malformed { .. } | EcrError::PublicCall(_) => None,
         }
     }
 }
@@ -67,7 +71,10 @@ pub fn decode_token(encoded: &str) -> Option<(String, Sensitive)> {
 async fn token_for(sdk: &SdkConfig, scope: &TokenScope) -> Result<Token, EcrError> {
     let conf = aws_sdk_ecr::config::Builder::from(sdk)
         .region(Region::new(scope.region.clone()))
-        .use_fips(scope.fips)
+        // An explicit endpoint (AWS_ENDPOINT_URL, a VPC endpoint) is where the user wants the
+        // call to go, and the SDK refuses FIPS on top of one: the registry's `-fips` then only
+        // names the token scope.
+        .use_fips(scope.fips && sdk.endpoint_url().is_none())
         .build();
     let client = aws_sdk_ecr::Client::from_conf(conf);
     let out = client

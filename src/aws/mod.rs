@@ -4,6 +4,7 @@
 
 pub mod credentials;
 pub mod ecr;
+pub mod ecr_public;
 pub mod http;
 pub mod image;
 pub mod profile;
@@ -12,3 +13,4 @@ pub mod registry_api;
 pub mod repository;
 pub mod roles_anywhere;
 pub mod settings;
+pub mod web_identity;

@@ -50,16 +50,7 @@ impl FromStr for Registry {
 
     /// Accepts what users paste: a hostname, optionally with `https://` and a trailing path.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let trimmed = input.trim();
-        let without_scheme = trimmed
-            .strip_prefix("https://")
-            .or_else(|| trimmed.strip_prefix("http://"))
-            .unwrap_or(trimmed);
-        let host = without_scheme
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let host = bare_host(input);
         let caps = HOST
             .captures(&host)
             .ok_or_else(|| RegistryError::NotEcr(input.to_string()))?;
@@ -69,6 +60,64 @@ impl FromStr for Registry {
             region: caps[3].to_string(),
             host,
         })
+    }
+}
+
+/// The hostname in what users paste: without `https://`, a trailing path, or upper case.
+fn bare_host(input: &str) -> String {
+    let trimmed = input.trim();
+    let without_scheme = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .unwrap_or(trimmed);
+    without_scheme
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// ECR Public: one host for every public repository, with its own token API.
+pub const ECR_PUBLIC_HOST: &str = "public.ecr.aws";
+/// The only region that serves the ecr-public token API.
+pub const ECR_PUBLIC_REGION: &str = "us-east-1";
+
+/// Whether `input` (pasted as for [`Registry`]) names ECR Public.
+pub fn is_ecr_public(input: &str) -> bool {
+    bare_host(input) == ECR_PUBLIC_HOST
+}
+
+/// A registry whose token we know how to get: a private ECR registry, or ECR Public.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EcrHost {
+    Private(Registry),
+    Public,
+}
+
+impl EcrHost {
+    /// Parses a registry hostname; anything that is neither private ECR nor ECR Public is an error.
+    pub fn parse(input: &str) -> Result<EcrHost, RegistryError> {
+        if is_ecr_public(input) {
+            Ok(EcrHost::Public)
+        } else {
+            input.parse().map(EcrHost::Private)
+        }
+    }
+
+    /// The bare hostname, the key of an `auths` map.
+    pub fn host(&self) -> &str {
+        match self {
+            EcrHost::Private(r) => &r.host,
+            EcrHost::Public => ECR_PUBLIC_HOST,
+        }
+    }
+
+    /// The region the token call goes to.
+    pub fn token_region(&self) -> &str {
+        match self {
+            EcrHost::Private(r) => &r.region,
+            EcrHost::Public => ECR_PUBLIC_REGION,
+        }
     }
 }
 
@@ -269,6 +318,31 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn ecr_public_is_its_own_kind_of_registry() {
+        for public in [
+            "public.ecr.aws",
+            "https://Public.ECR.aws/",
+            " public.ecr.aws/docker ",
+        ] {
+            assert!(is_ecr_public(public), "{public}");
+            assert_eq!(EcrHost::parse(public), Ok(EcrHost::Public));
+        }
+        assert_eq!(EcrHost::Public.host(), "public.ecr.aws");
+        assert_eq!(EcrHost::Public.token_region(), "us-east-1");
+        for other in ["ecr.aws", "public.ecr.aws.evil.example", "gallery.ecr.aws"] {
+            assert!(!is_ecr_public(other), "{other}");
+            assert!(EcrHost::parse(other).is_err(), "{other}");
+        }
+        let private =
+            EcrHost::parse("123456789012.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn").unwrap();
+        assert_eq!(private.token_region(), "cn-north-1");
+        assert_eq!(
+            private.host(),
+            "123456789012.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn"
+        );
     }
 
     #[test]

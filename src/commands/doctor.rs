@@ -12,7 +12,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use crate::aws::registry::group_by_scope;
-use crate::aws::{credentials, ecr};
+use crate::aws::{credentials, ecr, ecr_public};
 use crate::cluster;
 use crate::cluster::calls::describe;
 use crate::cluster::secrets::{EXPIRES_AT_ANNOTATION, owner_of};
@@ -120,7 +120,11 @@ async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
         }
     };
     let identity = credentials::caller_identity(&aws.sdk).await;
-    let registries = match (&identity, config.registries.is_empty()) {
+    // `public.ecr.aws` alone names every registry wanted: no default private one to check.
+    let registries = match (
+        &identity,
+        config.registries.is_empty() && !config.ecr_public,
+    ) {
         (Ok((account, arn)), empty) => {
             rows.push(row("AWS identity", Status::Ok, arn.clone(), ""));
             if empty {
@@ -173,6 +177,21 @@ async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
                 rows.push(row(name, Status::Ok, format!("{}{when}", hosts.join(",")), ""));
             }
             Err(e) => rows.push(row(name, Status::Fail, e.to_string(), "allow ecr:GetAuthorizationToken (and pull actions on the repositories) for this identity")),
+        }
+    }
+    if config.ecr_public {
+        let name = "ECR Public token";
+        match ecr_public::registry_auth(&aws.sdk).await {
+            Ok((auth, expires)) => {
+                let when = expires.map(|t| format!(", expires {t}")).unwrap_or_default();
+                rows.push(row(name, Status::Ok, format!("{}{when}", auth.host), ""));
+            }
+            Err(e) => rows.push(row(
+                name,
+                Status::Fail,
+                e.to_string(),
+                "allow ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken for this identity",
+            )),
         }
     }
 }

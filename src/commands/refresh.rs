@@ -12,8 +12,8 @@ use kube::Client;
 use serde_json::json;
 
 use crate::aws::ecr::RegistryAuth;
-use crate::aws::registry::{Registry, group_by_scope};
-use crate::aws::{credentials, ecr};
+use crate::aws::registry::{ECR_PUBLIC_REGION, Registry, group_by_scope};
+use crate::aws::{credentials, ecr, ecr_public};
 use crate::cluster::dockerconfig::{docker_config_json, redacted_docker_config_json};
 use crate::cluster::namespaces::{self, Selection, Target};
 use crate::cluster::secrets::WriteError;
@@ -80,21 +80,36 @@ pub fn caller_registry(
 
 /// Credentials, the registry list, and one token per region.
 pub async fn tokens(config: &Config) -> Result<Tokens, SetupError> {
-    let hint = config.registries.first().map(|r| r.region.as_str());
+    let hint = match config.registries.first() {
+        Some(r) => Some(r.region.as_str()),
+        None if config.ecr_public => Some(ECR_PUBLIC_REGION),
+        None => None,
+    };
     let aws = credentials::load(&config.aws, hint).await?;
     tracing::info!(source = aws.source, "AWS credentials found");
-    let registries = if config.registries.is_empty() {
+    // `public.ecr.aws` alone names every registry wanted: no default private one.
+    let registries = if config.registries.is_empty() && !config.ecr_public {
         let account = credentials::caller_account(&aws.sdk).await?;
         vec![caller_registry(&aws.sdk, &account, config.aws.fips)?]
     } else {
         config.registries.clone()
     };
     let scopes = group_by_scope(&registries);
-    let (auths, expires_at) = ecr::registry_auths(&aws.sdk, &scopes).await?;
+    let (mut auths, mut expires_at) = ecr::registry_auths(&aws.sdk, &scopes).await?;
+    let mut calls = scopes.len();
+    if config.ecr_public {
+        let (auth, expires) = ecr_public::registry_auth(&aws.sdk).await?;
+        auths.push(auth);
+        expires_at = match (expires_at, expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        calls += 1;
+    }
     Ok(Tokens {
         auths,
         expires_at,
-        calls: scopes.len(),
+        calls,
     })
 }
 

@@ -2,6 +2,8 @@
 //! running the compiled binary as a user would, with a clean environment.
 #![allow(dead_code)]
 
+pub mod ra;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -123,6 +125,37 @@ impl Harness {
             .kill_on_drop(true)
             .spawn()
             .expect("binary starts");
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("binary finishes within 60 s")
+            .expect("binary output");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs the binary with exactly `env` and `stdin` on its standard input, as the kubelet runs
+    /// a credential provider. Its stdout holds a password by design: the caller checks it.
+    pub async fn run_stdin(&self, args: &[&str], env: Vec<(String, String)>, stdin: &str) -> Run {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("binary starts");
+        let mut input = child.stdin.take().expect("stdin is piped");
+        input
+            .write_all(stdin.as_bytes())
+            .await
+            .expect("request written");
+        drop(input);
         let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
             .await
             .expect("binary finishes within 60 s")

@@ -1,6 +1,7 @@
 //! A recording front for an AWS emulator (moto): it forwards every request upstream and logs
 //! which operation was called in which region, or answers with an injected AWS error instead.
 //! It also answers `GetDownloadUrlForLayer` itself, which moto does not implement.
+//! It answers ECR Public's GetAuthorizationToken itself, since moto has no `ecr-public`.
 
 use std::sync::{Arc, Mutex};
 
@@ -38,9 +39,18 @@ pub struct AwsFault {
 #[derive(Default)]
 struct Shared {
     calls: Vec<AwsCall>,
-    /// The first fault that matches a call answers it.
-    faults: Vec<AwsFault>,
+    /// The first fault that matches a call answers it; with a count, only that many calls.
+    faults: Vec<(AwsFault, Option<usize>)>,
 }
+
+/// The password the front's ECR Public token carries: it names the access key that signed the
+/// call, so a test can tell whose credentials were used.
+pub fn ecr_public_password(access_key: &str) -> String {
+    format!("{access_key}-public-auth-token")
+}
+
+/// How long the front's ECR Public tokens live, like the real service's.
+pub const ECR_PUBLIC_TOKEN_LIFE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 pub struct AwsFront {
     shared: Arc<Mutex<Shared>>,
@@ -83,7 +93,7 @@ impl AwsFront {
 
     /// Answers matching calls with `fault` from now on, instead of any earlier fault.
     pub fn fail(&self, fault: AwsFault) {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner()).faults = vec![fault];
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).faults = vec![(fault, None)];
     }
 
     /// Adds `fault` to the faults already injected (for other operations).
@@ -92,7 +102,20 @@ impl AwsFront {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .faults
-            .push(fault);
+            .push((fault, None));
+    }
+
+    /// Answers the next `times` matching calls with `fault`, then forwards again.
+    pub fn fail_times(&self, fault: AwsFault, times: usize) {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).faults = vec![(fault, Some(times))];
+    }
+
+    pub fn clear_fault(&self) {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .faults
+            .clear();
     }
 }
 
@@ -150,12 +173,37 @@ async fn forward(
     let fault = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.calls.push(call.clone());
-        st.faults
+        let found = st
+            .faults
             .iter()
-            .find(|f| f.operation.as_ref().is_none_or(|op| *op == call.operation))
-            .cloned()
+            .position(|(f, _)| f.operation.as_ref().is_none_or(|op| *op == call.operation));
+        found.map(|i| {
+            let fault = st.faults[i].0.clone();
+            if let Some(left) = st.faults[i].1.as_mut() {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    st.faults.remove(i);
+                }
+            }
+            fault
+        })
     };
     if let Some(f) = fault {
+        // Query-protocol services (STS) answer errors in XML, JSON-protocol ones in JSON.
+        if parts.headers.get("x-amz-target").is_none() {
+            let body = format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>fake-request-id</RequestId></ErrorResponse>",
+                f.code, f.message
+            );
+            return http::response(
+                f.status,
+                &[
+                    ("content-type", "text/xml".into()),
+                    ("x-amzn-requestid", "fake-request-id".into()),
+                ],
+                body,
+            );
+        }
         let body = format!(r#"{{"__type":"{}","message":"{}"}}"#, f.code, f.message);
         return http::response(
             f.status,
@@ -169,6 +217,9 @@ async fn forward(
     }
     if call.operation == "GetDownloadUrlForLayer" {
         return download_url(&body);
+    }
+    if call.service == "ecr-public" && call.operation == "GetAuthorizationToken" {
+        return ecr_public_token(&call.access_key);
     }
     let path = parts
         .uri
@@ -216,5 +267,27 @@ fn download_url(body: &[u8]) -> http::Response {
         200,
         &[("content-type", "application/x-amz-json-1.1".into())],
         answer.to_string(),
+    )
+}
+
+/// ECR Public's GetAuthorizationToken (awsJson1_1), as the service documents its answer.
+fn ecr_public_token(access_key: &str) -> hyper::Response<Full<Bytes>> {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD
+        .encode(format!("AWS:{}", ecr_public_password(access_key)));
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        + ECR_PUBLIC_TOKEN_LIFE;
+    let body = serde_json::json!({
+        "authorizationData": {"authorizationToken": token, "expiresAt": expires.as_secs()}
+    });
+    http::response(
+        200,
+        &[
+            ("content-type", "application/x-amz-json-1.1".into()),
+            ("x-amzn-requestid", "fake-request-id".into()),
+        ],
+        body.to_string(),
     )
 }

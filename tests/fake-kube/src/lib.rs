@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use aws::{AwsCall, AwsFault, AwsFront};
+pub use aws::{AwsCall, AwsFault, AwsFront, ECR_PUBLIC_TOKEN_LIFE, ecr_public_password};
 pub use metadata::{IssuedCredentials, MetadataServer};
 pub use rbac::Rule;
 use store::Store;
