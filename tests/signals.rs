@@ -177,6 +177,50 @@ async fn sigterm_against_a_hung_api_server_exits_within_ten_seconds_with_the_sum
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sigterm_when_create_and_restore_both_hang_still_exits_within_ten_seconds() {
+    // The worst case for the shutdown time: the namespace is between delete and create, and the
+    // server answers neither the create nor the restore. Both get their grace, then the run
+    // reports the loudest error and exits.
+    let h = seeded(&["team-a", "team-b"]).await;
+    h.kube.inject(
+        Fault::hang()
+            .verb("create")
+            .resource("secrets")
+            .namespace("team-b"),
+    );
+    let p = start(
+        &h,
+        &["--namespaces", "team-a,team-b", "--strategy", "recreate"],
+    );
+    until_requests(&h, 1, "team-b's hung create", |r| {
+        r.status == 0 && r.namespace == "team-b"
+    })
+    .await;
+    let signalled = Instant::now();
+    p.signal("-TERM");
+    let (code, stderr, exited) = p.exit(Duration::from_secs(30)).await;
+    let took = exited - signalled;
+    eprintln!("measured: SIGTERM to exit, create and restore both hung: {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}:\n{stderr}");
+    assert_eq!(code, 1, "{stderr}");
+    let line = line_for(&stderr, "team-b");
+    assert!(
+        line.contains("outcome=lost") && line.contains("NAMESPACE LEFT WITHOUT ITS SECRET"),
+        "{line}"
+    );
+    assert!(stderr.contains("WITHOUT their pull secret"), "{stderr}");
+    // Two creates: the new Secret, then the restore; both unanswered.
+    let creates = h
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.namespace == "team-b" && r.verb == "create")
+        .count();
+    assert_eq!(creates, 2);
+    assert!(h.secret("team-a", "ecr").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn no_event_is_sent_after_the_first_signal() {
     let h = seeded(&["team-a"]).await;
     // The create after the delete hangs; the restore succeeds, so team-a fails (restored) after
