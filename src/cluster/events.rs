@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-use crate::cluster::calls::{Budget, Step};
+use crate::cluster::budget::{Budget, Step};
 
 pub const REASON: &str = "RefreshFailed";
 const COMPONENT: &str = "ecr-secret-refresher";

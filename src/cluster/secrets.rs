@@ -16,9 +16,8 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::cluster::calls::{
-    Budget, Cut, Step, code_of, cut_of, describe, exact_delete, status_of,
-};
+use crate::cluster::budget::{Budget, Cut, Step, cut_of};
+use crate::cluster::calls::{code_of, describe, exact_delete, status_of};
 use crate::config::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
 
 /// The Secret type for image-pull secrets.

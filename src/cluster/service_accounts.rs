@@ -6,7 +6,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::cluster::calls::{Budget, Step, code_of, describe};
+use crate::cluster::budget::{Budget, Step};
+use crate::cluster::calls::{code_of, describe};
 
 /// What happened to one ServiceAccount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::aws::ecr::RegistryAuth;
 use crate::aws::registry::{Registry, group_by_scope};
 use crate::aws::{credentials, ecr};
-use crate::cluster::calls::Budget;
+use crate::cluster::budget::Budget;
 use crate::cluster::dockerconfig::{docker_config_json, redacted_docker_config_json};
 use crate::cluster::namespaces::{self, Selection, Target};
 use crate::cluster::secrets::WriteError;
