@@ -35,7 +35,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Signal => {
-                "stopped by a termination signal before this namespace was refreshed; its Secret was left in place"
+                "stopped by a termination signal before this namespace was refreshed; nothing was deleted there"
             }
             Reason::Deadline => "--timeout was reached before this namespace was started",
         }

@@ -100,7 +100,10 @@ impl Budget {
     fn step_deadline(&self, step: Step) -> Instant {
         match step {
             Step::Normal | Step::Restore => self.deadline,
-            Step::Replace => self.deadline - self.restore_reserve(),
+            Step::Replace => self
+                .deadline
+                .checked_sub(self.restore_reserve())
+                .unwrap_or(self.deadline),
         }
     }
 
@@ -159,7 +162,7 @@ impl Budget {
         }
     }
 
-    /// Like [`retrying`], within this budget: each attempt is bounded, a backoff that would
+    /// Like `calls::retrying`, within this budget: each attempt is bounded, a backoff that would
     /// overrun the budget is not slept, and after a termination signal nothing is retried and
     /// only [`Step::Replace`] and [`Step::Restore`] requests start at all.
     pub async fn retrying<T, F, Fut>(&self, step: Step, mut call: F) -> Result<T, kube::Error>
