@@ -98,9 +98,22 @@ pub struct Cli {
 
     /// Deadline for the run (e.g. `300`, `90s`, `10m`): getting credentials, tokens and the
     /// namespace list must finish by then, no namespace starts after it (those in flight
-    /// finish), and pruning is skipped.
+    /// finish, within --namespace-timeout), and pruning is skipped.
     #[arg(global = true, long, env = "ECR_REFRESHER_TIMEOUT", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+
+    /// Time budget of each namespace (e.g. `20s`): all its requests, retries and backoff
+    /// together, the ServiceAccounts and the failure Event included. Each request waits at most
+    /// half of it (10 s at most). A namespace over budget fails and the others go on. Never more
+    /// than --timeout.
+    #[arg(
+        global = true,
+        long,
+        env = "ECR_REFRESHER_NAMESPACE_TIMEOUT",
+        value_parser = parse_duration,
+        default_value = "20s"
+    )]
+    pub namespace_timeout: std::time::Duration,
 
     /// Name of the Secret to write in each namespace.
     #[arg(
@@ -426,6 +439,8 @@ pub struct Config {
     pub prune: bool,
     pub service_accounts: Vec<String>,
     pub timeout: Option<std::time::Duration>,
+    /// Each namespace's time budget, at most `timeout`.
+    pub namespace_timeout: std::time::Duration,
     pub secret_name: String,
     pub registries: Vec<Registry>,
     /// `public.ecr.aws` was named in --registries: write its entry too (one ecr-public call).
@@ -685,6 +700,9 @@ impl Cli {
             prune: self.prune,
             service_accounts,
             timeout: self.timeout,
+            namespace_timeout: self
+                .timeout
+                .map_or(self.namespace_timeout, |t| t.min(self.namespace_timeout)),
             secret_name: self.secret_name,
             registries,
             ecr_public,
@@ -767,6 +785,26 @@ mod tests {
         assert_eq!(c.aws.source, CredentialsSource::Auto);
         assert!(c.aws.assume_role.is_none());
         assert_eq!(c.concurrency, 16);
+        assert_eq!(c.namespace_timeout, std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_namespace_budget_never_exceeds_the_run_deadline() {
+        let secs = std::time::Duration::from_secs;
+        let c = cli(&["--namespaces", "a", "--namespace-timeout", "45s"]).unwrap();
+        assert_eq!(c.namespace_timeout, secs(45));
+        let c = cli(&["--namespaces", "a", "--timeout", "10s"]).unwrap();
+        assert_eq!((c.timeout, c.namespace_timeout), (Some(secs(10)), secs(10)));
+        let c = cli(&[
+            "--namespaces",
+            "a",
+            "--timeout",
+            "5m",
+            "--namespace-timeout",
+            "8",
+        ])
+        .unwrap();
+        assert_eq!(c.namespace_timeout, secs(8));
     }
 
     #[test]

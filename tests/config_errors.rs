@@ -190,8 +190,15 @@ async fn unreachable_cluster_exits_2_after_tokens() {
             bad.to_str().unwrap(),
         ])
         .await;
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("namespace=team-a"), "{}", run.stderr);
+    // The connection check fails once, before any namespace is tried (issue 9 §4).
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot reach the Kubernetes API server at http://127.0.0.1:1"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("namespace=team-a"), "{}", run.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -157,7 +157,7 @@ async fn update_never_removes_the_secret() {
         h.kube.clear_requests();
         let run = h.run(&["--namespaces", "team-a"]).await;
         assert_eq!(run.code, 0, "round {round}: {}", run.stderr);
-        let verbs: Vec<String> = h.kube.requests().iter().map(|r| r.verb.clone()).collect();
+        let verbs = h.kube_verbs();
         assert_eq!(verbs, ["patch"], "round {round}");
     }
     // A Secret of ours that lacks our annotations is replaced in place, not deleted.
@@ -168,7 +168,7 @@ async fn update_never_removes_the_secret() {
     h.kube.clear_requests();
     let run = h.run(&["--namespaces", "team-a"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let verbs: Vec<String> = h.kube.requests().iter().map(|r| r.verb.clone()).collect();
+    let verbs = h.kube_verbs();
     assert_eq!(verbs, ["patch", "get", "update"]);
     let s = h.secret("team-a", "ecr").unwrap();
     assert_eq!(
@@ -189,7 +189,7 @@ async fn a_secret_of_another_type_is_recreated_not_patched() {
     );
     let run = h.run(&["--namespaces", "team-a"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let verbs: Vec<String> = h.kube.requests().iter().map(|r| r.verb.clone()).collect();
+    let verbs = h.kube_verbs();
     assert_eq!(verbs, ["patch", "get", "delete", "create"]);
     assert_refreshed(&h, "team-a", &registry("us-east-1"));
 }

@@ -1,17 +1,19 @@
 //! Kubernetes requests: retrying passing failures with backoff, and reading API errors.
 //!
-//! Every module that calls the API server goes through [`retrying`], so retries, `Retry-After`
-//! and jitter behave the same for Secrets, ServiceAccounts, Events and namespaces.
+//! Every module that calls the API server goes through [`retrying`] or, for the requests of one
+//! namespace, [`Budget::retrying`](crate::cluster::budget::Budget::retrying), so retries,
+//! `Retry-After` and jitter behave the same for Secrets, ServiceAccounts, Events and namespaces.
 
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Preconditions};
 
+use crate::cluster::budget::{Cut, cut_of};
 use crate::errors;
 
 /// How many times a request that failed for a passing reason (429, 5xx, connection) is tried.
-const ATTEMPTS: u32 = 3;
+pub(crate) const ATTEMPTS: u32 = 3;
 
 pub(crate) fn status_of(err: &kube::Error) -> Option<&kube::core::Status> {
     match err {
@@ -25,6 +27,9 @@ pub(crate) fn code_of(err: &kube::Error) -> Option<u16> {
 }
 
 pub(crate) fn describe(err: &kube::Error) -> String {
+    if let Some(cut) = cut_of(err) {
+        return cut.to_string();
+    }
     match status_of(err) {
         Some(s) if !s.reason.is_empty() => format!("{} ({}, HTTP {})", s.message, s.reason, s.code),
         Some(s) => format!("{} (HTTP {})", s.message, s.code),
@@ -33,17 +38,22 @@ pub(crate) fn describe(err: &kube::Error) -> String {
 }
 
 /// Passing failures: throttling, server errors, and failures to reach the server at all.
-fn is_transient(err: &kube::Error) -> bool {
+pub(crate) fn is_transient(err: &kube::Error) -> bool {
     match code_of(err) {
         Some(code) => code == 429 || code >= 500,
-        None => matches!(err, kube::Error::HyperError(_) | kube::Error::Service(_)),
+        // A request that got no answer in time is worth another try while the budget lasts;
+        // one cut short by the budget or by a signal is not.
+        None => match cut_of(err) {
+            Some(cut) => matches!(cut, Cut::TimedOut(_)),
+            None => matches!(err, kube::Error::HyperError(_) | kube::Error::Service(_)),
+        },
     }
 }
 
 /// How long to wait before attempt `attempt + 1`: the server's `Retry-After` when it gave one
 /// (429 carries it in the Status details), else exponential backoff; plus up to 25% jitter so
 /// that many namespaces throttled together do not come back together.
-fn backoff(err: &kube::Error, attempt: u32) -> Duration {
+pub(crate) fn backoff(err: &kube::Error, attempt: u32) -> Duration {
     let asked = status_of(err)
         .and_then(|s| s.details.as_ref())
         .map(|d| d.retry_after_seconds)

@@ -1,6 +1,9 @@
 //! Kubernetes Events for operators: a `RefreshFailed` Warning on the Secret, or on the
 //! namespace's default ServiceAccount when there is no Secret, so `kubectl get events` in the
 //! namespace shows why its pull secret is stale.
+//!
+//! The Event counts against the namespace's budget: a namespace that used it all up (a hung API
+//! server) gets no Event, rather than more requests to a server that does not answer.
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Secret};
@@ -8,13 +11,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
+use crate::cluster::budget::{Budget, Step};
+
 pub const REASON: &str = "RefreshFailed";
 const COMPONENT: &str = "ecr-secret-refresher";
 
-/// Records the failure; a failure to record it is only logged.
-pub async fn refresh_failed(client: Client, namespace: &str, secret: &str, message: &str) {
+/// Records the failure within what is left of `budget`; a failure to record it is only logged.
+pub async fn refresh_failed(
+    client: Client,
+    namespace: &str,
+    secret: &str,
+    message: &str,
+    budget: &Budget,
+) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let found = crate::cluster::calls::retrying(|| secrets.get_opt(secret)).await;
+    let found = budget
+        .retrying(Step::Normal, || secrets.get_opt(secret))
+        .await;
     let involved = match found {
         Ok(Some(s)) => ObjectReference {
             api_version: Some("v1".into()),
@@ -58,7 +71,10 @@ pub async fn refresh_failed(client: Client, namespace: &str, secret: &str, messa
     };
     let events: Api<Event> = Api::namespaced(client, namespace);
     let params = PostParams::default();
-    if let Err(e) = crate::cluster::calls::retrying(|| events.create(&params, &event)).await {
+    let created = budget
+        .retrying(Step::Normal, || events.create(&params, &event))
+        .await;
+    if let Err(e) = created {
         tracing::warn!(namespace = %namespace, "could not record a {REASON} Event: {}", crate::cluster::calls::describe(&e));
     }
 }

@@ -1,6 +1,7 @@
 //! The Kubernetes side of the refresh mode: the client, namespace selection, writing the pull
 //! Secret, ServiceAccounts, Events and pruning. It takes the tokens as given.
 
+pub mod budget;
 pub mod calls;
 pub mod client;
 pub mod dockerconfig;

@@ -1,6 +1,9 @@
 //! Writing the pull Secret into one namespace: ownership, the `update` and `recreate`
 //! strategies, retries, and never leaving a namespace without the Secret it had.
 //!
+//! All of it runs within the namespace's [`Budget`]; once the old Secret is deleted, the create
+//! and the restore are the only requests that still run after a termination signal.
+//!
 //! Steady-state cost: `update` is one request (a JSON patch that tests our label and the type,
 //! then replaces the data); `recreate` is three (get, delete with preconditions, create).
 
@@ -13,7 +16,8 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::cluster::calls::{code_of, describe, exact_delete, retrying, status_of};
+use crate::cluster::budget::{Budget, Cut, Step, cut_of};
+use crate::cluster::calls::{code_of, describe, exact_delete, status_of};
 use crate::config::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
 
 /// The Secret type for image-pull secrets.
@@ -134,6 +138,9 @@ pub enum WriteError {
     Terminating,
     #[error("the Secret was refreshed, but {0}")]
     ServiceAccount(String),
+    /// A termination signal came before the namespace was done; nothing was deleted.
+    #[error("the run was stopped by a termination signal")]
+    Stopped,
     #[error("{op} Secret '{name}' failed: {message}")]
     Api {
         op: &'static str,
@@ -167,19 +174,21 @@ pub(crate) fn owner_of(secret: &Secret) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Writes the Secret into one namespace with the chosen strategy.
+/// Writes the Secret into one namespace with the chosen strategy, within `budget`.
 pub async fn write(
     client: Client,
     namespace: &str,
     desired: &DesiredSecret,
     strategy: Strategy,
     force: bool,
+    budget: &Budget,
 ) -> Result<Action, WriteError> {
     let writer = Writer {
         api: Api::namespaced(client, namespace),
         namespace,
         desired,
         force,
+        budget,
     };
     match strategy {
         Strategy::Update => writer.update().await,
@@ -192,10 +201,14 @@ struct Writer<'a> {
     namespace: &'a str,
     desired: &'a DesiredSecret,
     force: bool,
+    budget: &'a Budget,
 }
 
 impl Writer<'_> {
     fn api_error(&self, op: &'static str, err: &kube::Error) -> WriteError {
+        if cut_of(err) == Some(Cut::Stopped) {
+            return WriteError::Stopped;
+        }
         WriteError::Api {
             op,
             name: self.desired.name.clone(),
@@ -203,8 +216,9 @@ impl Writer<'_> {
         }
     }
 
-    async fn get(&self) -> Result<Option<Secret>, WriteError> {
-        retrying(|| self.api.get_opt(&self.desired.name))
+    async fn get(&self, step: Step) -> Result<Option<Secret>, WriteError> {
+        self.budget
+            .retrying(step, || self.api.get_opt(&self.desired.name))
             .await
             .map_err(|e| self.api_error("get", &e))
     }
@@ -223,23 +237,25 @@ impl Writer<'_> {
 
     async fn update_once(&self) -> Result<Action, WriteError> {
         let params = PatchParams::default();
-        let patched = retrying(|| {
-            self.api
-                .patch(&self.desired.name, &params, &self.desired.patch)
-        })
-        .await;
+        let patched = self
+            .budget
+            .retrying(Step::Normal, || {
+                self.api
+                    .patch(&self.desired.name, &params, &self.desired.patch)
+            })
+            .await;
         match patched {
             Ok(_) => return Ok(Action::Updated),
             Err(e) if code_of(&e) == Some(404) => {
-                return self.create().await.map(|()| Action::Created);
+                return self.create(Step::Normal).await.map(|()| Action::Created);
             }
             // A failed test (not ours, other type), missing annotations, or an immutable Secret:
             // look at it to decide.
             Err(e) if code_of(&e) == Some(422) => {}
             Err(e) => return Err(self.api_error("patch", &e)),
         }
-        let Some(existing) = self.get().await? else {
-            return self.create().await.map(|()| Action::Created);
+        let Some(existing) = self.get(Step::Normal).await? else {
+            return self.create(Step::Normal).await.map(|()| Action::Created);
         };
         self.check_owner(&existing)?;
         if needs_recreate(&existing) {
@@ -249,8 +265,8 @@ impl Writer<'_> {
     }
 
     async fn recreate(&self) -> Result<Action, WriteError> {
-        let Some(existing) = self.get().await? else {
-            return self.create().await.map(|()| Action::Created);
+        let Some(existing) = self.get(Step::Normal).await? else {
+            return self.create(Step::Normal).await.map(|()| Action::Created);
         };
         self.check_owner(&existing)?;
         self.recreate_existing(existing).await
@@ -284,14 +300,20 @@ impl Writer<'_> {
             secret.data = Some(self.desired.data.clone());
             secret.string_data = None;
             let params = PostParams::default();
-            match retrying(|| self.api.replace(&self.desired.name, &params, &secret)).await {
+            let replaced = self
+                .budget
+                .retrying(Step::Normal, || {
+                    self.api.replace(&self.desired.name, &params, &secret)
+                })
+                .await;
+            match replaced {
                 Ok(_) => return Ok(Action::Replaced),
-                Err(e) if code_of(&e) == Some(409) => match self.get().await? {
+                Err(e) if code_of(&e) == Some(409) => match self.get(Step::Normal).await? {
                     Some(fresh) => {
                         self.check_owner(&fresh)?;
                         existing = fresh;
                     }
-                    None => return self.create().await.map(|()| Action::Created),
+                    None => return self.create(Step::Normal).await.map(|()| Action::Created),
                 },
                 Err(e) => return Err(self.api_error("update", &e)),
             }
@@ -303,13 +325,17 @@ impl Writer<'_> {
         })
     }
 
-    async fn create(&self) -> Result<(), WriteError> {
+    async fn create(&self, step: Step) -> Result<(), WriteError> {
         let object = self.desired.object(self.namespace);
         let params = PostParams::default();
-        match retrying(|| self.api.create(&params, &object)).await {
+        match self
+            .budget
+            .retrying(step, || self.api.create(&params, &object))
+            .await
+        {
             Ok(_) => Ok(()),
             // A retried create whose first attempt was saved after all: ours, with our data.
-            Err(e) if code_of(&e) == Some(409) => match self.get().await? {
+            Err(e) if code_of(&e) == Some(409) => match self.get(step).await? {
                 Some(s)
                     if owner_of(&s) == Some(MANAGED_BY_VALUE)
                         && s.data.as_ref() == Some(&self.desired.data) =>
@@ -326,16 +352,44 @@ impl Writer<'_> {
 
     /// Deletes `existing` (only if it is still the object we looked at) and creates ours. If the
     /// create fails, puts the old Secret back, so the namespace keeps a Secret either way.
+    ///
+    /// The delete starts only with enough budget left for both, and never after a signal; from
+    /// then on, a second signal names this namespace as possibly without its Secret.
     async fn recreate_existing(&self, existing: Secret) -> Result<Action, WriteError> {
-        let params = exact_delete(&existing.metadata);
-        match retrying(|| self.api.delete(&self.desired.name, &params)).await {
-            Ok(_) => {}
-            Err(e) if code_of(&e) == Some(404) => {}
-            Err(e) => return Err(self.api_error("delete", &e)),
+        match self.budget.may_delete() {
+            Ok(()) => {}
+            Err(Cut::Stopped) => return Err(WriteError::Stopped),
+            Err(cut) => {
+                return Err(WriteError::Api {
+                    op: "delete",
+                    name: self.desired.name.clone(),
+                    message: format!(
+                        "{cut}: too little of it was left to delete and create the Secret safely, so the old one was left in place"
+                    ),
+                });
+            }
         }
-        let create_err = match self.create().await {
+        let _exposed = self.budget.exposed(self.namespace);
+        let params = exact_delete(&existing.metadata);
+        let deleted = self
+            .budget
+            .retrying(Step::Replace, || {
+                self.api.delete(&self.desired.name, &params)
+            })
+            .await;
+        // A delete that got no answer may have been applied: go on as if it was.
+        let unanswered = match deleted {
+            Ok(_) => None,
+            Err(e) if code_of(&e) == Some(404) => None,
+            Err(e) if cut_of(&e).is_some() => Some(describe(&e)),
+            Err(e) => return Err(self.api_error("delete", &e)),
+        };
+        let create_err = match self.create(Step::Replace).await {
             Ok(()) => return Ok(Action::Recreated),
-            Err(e) => e.to_string(),
+            Err(e) => match &unanswered {
+                Some(d) => format!("{e}; the delete before it got no answer: {d}"),
+                None => e.to_string(),
+            },
         };
         let mut old = existing;
         old.metadata.resource_version = None;
@@ -343,7 +397,11 @@ impl Writer<'_> {
         old.metadata.creation_timestamp = None;
         old.metadata.managed_fields = None;
         let params = PostParams::default();
-        match retrying(|| self.api.create(&params, &old)).await {
+        match self
+            .budget
+            .retrying(Step::Restore, || self.api.create(&params, &old))
+            .await
+        {
             Ok(_) => Err(WriteError::Restored { create: create_err }),
             // Someone else created one in the meantime: the namespace is not without a Secret.
             Err(e) if code_of(&e) == Some(409) => Err(WriteError::Api {

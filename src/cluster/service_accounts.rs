@@ -6,7 +6,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::cluster::calls::{code_of, describe, retrying};
+use crate::cluster::budget::{Budget, Step};
+use crate::cluster::calls::{code_of, describe};
 
 /// What happened to one ServiceAccount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,16 +34,18 @@ fn append_patch(sa: &ServiceAccount, secret: &str) -> Result<json_patch::Patch, 
     ]))
 }
 
-/// Makes sure ServiceAccount `name` in `namespace` lists `secret` in `imagePullSecrets`.
+/// Makes sure ServiceAccount `name` in `namespace` lists `secret` in `imagePullSecrets`,
+/// within the namespace's `budget`.
 pub async fn ensure(
     client: Client,
     namespace: &str,
     name: &str,
     secret: &str,
+    budget: &Budget,
 ) -> Result<SaOutcome, String> {
     let api: Api<ServiceAccount> = Api::namespaced(client, namespace);
     for _ in 0..3 {
-        let sa = match retrying(|| api.get_opt(name)).await {
+        let sa = match budget.retrying(Step::Normal, || api.get_opt(name)).await {
             Ok(Some(sa)) => sa,
             Ok(None) => return Ok(SaOutcome::Missing),
             Err(e) => {
@@ -62,7 +65,10 @@ pub async fn ensure(
         let patch = append_patch(&sa, secret).map_err(|e| e.to_string())?;
         let patch = Patch::Json::<()>(patch);
         let params = PatchParams::default();
-        match retrying(|| api.patch(name, &params, &patch)).await {
+        match budget
+            .retrying(Step::Normal, || api.patch(name, &params, &patch))
+            .await
+        {
             Ok(_) => return Ok(SaOutcome::Added),
             // Changed since we read it: read again.
             Err(e) if code_of(&e) == Some(422) || code_of(&e) == Some(409) => continue,

@@ -1,7 +1,12 @@
 //! One refresh run: credentials, tokens, then the Secrets, in that order.
 //!
 //! Everything that can fail without touching the cluster (configuration, credentials, tokens)
-//! happens first; the cluster is only written once every token is in hand.
+//! happens first; the cluster is only written once every token is in hand and the API server
+//! has answered once.
+//!
+//! Time: `--timeout` bounds the setup and stops new namespaces; each namespace has its own
+//! budget (`--namespace-timeout`), so a run ends at most one budget after `--timeout`. A
+//! termination signal cuts both short (see [`crate::shutdown`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,6 +19,7 @@ use serde_json::json;
 use crate::aws::ecr::RegistryAuth;
 use crate::aws::registry::{ECR_PUBLIC_REGION, Registry, group_by_scope};
 use crate::aws::{credentials, ecr, ecr_public};
+use crate::cluster::budget::Budget;
 use crate::cluster::dockerconfig::{docker_config_json, redacted_docker_config_json};
 use crate::cluster::namespaces::{self, Selection, Target};
 use crate::cluster::secrets::WriteError;
@@ -25,7 +31,7 @@ use crate::cluster::service_accounts::{self, SaOutcome};
 use crate::cluster::{self, events, prune};
 use crate::config::{Config, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::report::{NamespaceResult, Outcome, RunStatus, Summary, log_result, log_summary};
-use crate::shutdown::Stop;
+use crate::shutdown::{self, Stop};
 
 /// Failures that stop the run before any namespace is written.
 #[derive(Debug, thiserror::Error)]
@@ -44,19 +50,28 @@ pub enum SetupError {
     ListNamespaces(String),
     #[error("--timeout was reached before {0} was done")]
     Deadline(&'static str),
+    #[error("the run was stopped by a termination signal before {0} was done")]
+    Stopped(&'static str),
 }
 
-/// Runs a setup step, failing with [`SetupError::Deadline`] if `deadline` passes first.
+/// Runs a setup step, failing with [`SetupError::Deadline`] if `deadline` passes first, or with
+/// [`SetupError::Stopped`] as soon as a termination signal comes.
 async fn before<T>(
     deadline: Option<Instant>,
+    stop: &Stop,
     what: &'static str,
     step: impl Future<Output = Result<T, SetupError>>,
 ) -> Result<T, SetupError> {
-    match deadline {
-        Some(d) => tokio::time::timeout_at(d.into(), step)
-            .await
-            .map_err(|_| SetupError::Deadline(what))?,
-        None => step.await,
+    let deadline = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = step => r,
+        () = deadline => Err(SetupError::Deadline(what)),
+        () = stop.after_signal(Duration::ZERO) => Err(SetupError::Stopped(what)),
     }
 }
 
@@ -133,7 +148,11 @@ pub async fn run(config: &Config) -> RunStatus {
         Err(e) => {
             tracing::error!("{e}");
             tracing::error!("nothing was changed in the cluster");
-            RunStatus::NothingDone
+            match e {
+                // Not the configuration's fault: worth running again.
+                SetupError::Stopped(_) => RunStatus::SomeFailed,
+                _ => RunStatus::NothingDone,
+            }
         }
     }
 }
@@ -142,20 +161,41 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     let stop = Stop::default();
     let _armed = stop.arm(config.timeout);
     let deadline = config.timeout.map(|t| started + t);
-    let tokens = before(deadline, "getting credentials and tokens", tokens(config)).await?;
+    let tokens = before(
+        deadline,
+        &stop,
+        "getting credentials and tokens",
+        tokens(config),
+    )
+    .await?;
     let hosts: Vec<&str> = tokens.auths.iter().map(|a| a.host.as_str()).collect();
     let hosts = hosts.join(",");
     tracing::info!(registries = %hosts, token_calls = tokens.calls, "ECR tokens obtained");
 
     let annotations = annotations(&tokens.auths, tokens.expires_at);
-    // A dry run that names every namespace exactly needs no cluster at all.
+    // A dry run that names every namespace exactly needs no cluster at all. A run that writes
+    // checks once that the API server answers, rather than fail every namespace one by one.
     let client = if config.dry_run && !config.namespaces.needs_listing() {
         None
-    } else {
+    } else if config.dry_run {
         Some(cluster::client::connect(&config.kube).await?)
+    } else {
+        let check = async { Ok(cluster::client::connect_checked(&config.kube).await?) };
+        Some(
+            before(
+                deadline,
+                &stop,
+                "the connection check of the Kubernetes API server",
+                check,
+            )
+            .await?,
+        )
     };
     let selection = match &client {
-        Some(c) => before(deadline, "listing namespaces", select_namespaces(c, config)).await?,
+        Some(c) => {
+            let listing = select_namespaces(c, config);
+            before(deadline, &stop, "listing namespaces", listing).await?
+        }
         None => config.namespaces.select(None),
     };
     // Decided by the selection alone: missing exact names fail, terminating namespaces are skipped.
@@ -203,13 +243,20 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     if config.prune {
         match stop.reason() {
             None => {
-                summary.prune_failed = prune::prune(
+                let pruning = prune::prune(
                     client,
                     &selection.unselected,
                     &config.secret_name,
                     config.concurrency,
-                )
-                .await;
+                );
+                // Pruning only deletes what is no longer wanted: it can stop at once.
+                tokio::select! {
+                    failed = pruning => summary.prune_failed = failed,
+                    () = stop.after_signal(Duration::ZERO) => tracing::warn!(
+                        "--prune stopped: {}; the rest is pruned by the next run",
+                        shutdown::Reason::Signal.summary()
+                    ),
+                }
             }
             Some(reason) => tracing::warn!("--prune skipped: {}", reason.summary()),
         }
@@ -242,21 +289,20 @@ struct Context<'a> {
     hosts: &'a str,
 }
 
-/// One namespace: the Secret, then the ServiceAccounts; an Event when it fails.
-async fn refresh_namespace(ctx: &Context<'_>, target: &Target) -> Outcome {
-    if let Some(reason) = ctx.stop.reason() {
-        return Outcome::NotStarted(reason);
-    }
+/// One namespace: the Secret, then the ServiceAccounts, within `budget`.
+async fn refresh_namespace(ctx: &Context<'_>, target: &Target, budget: &Budget) -> Outcome {
     let written = secrets::write(
         ctx.client.clone(),
         &target.name,
         ctx.desired,
         ctx.config.strategy,
         ctx.config.force,
+        budget,
     )
     .await;
     let action = match written {
         Ok(action) => action,
+        Err(WriteError::Stopped) => return Outcome::NotStarted(shutdown::Reason::Signal),
         Err(WriteError::Terminating) => return Outcome::Skipped("namespace is terminating".into()),
         // Listed a moment ago, gone now: nothing left to refresh.
         Err(WriteError::NoNamespace) if !target.exact => {
@@ -266,9 +312,15 @@ async fn refresh_namespace(ctx: &Context<'_>, target: &Target) -> Outcome {
     };
     let mut notes = Vec::new();
     for sa in &ctx.config.service_accounts {
-        match service_accounts::ensure(ctx.client.clone(), &target.name, sa, ctx.desired.name())
-            .await
-        {
+        let ensured = service_accounts::ensure(
+            ctx.client.clone(),
+            &target.name,
+            sa,
+            ctx.desired.name(),
+            budget,
+        )
+        .await;
+        match ensured {
             Ok(SaOutcome::Added) => notes.push(format!("added to ServiceAccount {sa}")),
             Ok(SaOutcome::AlreadyListed) => {}
             Ok(SaOutcome::Missing) => notes.push(format!("ServiceAccount {sa} not found")),
@@ -278,22 +330,29 @@ async fn refresh_namespace(ctx: &Context<'_>, target: &Target) -> Outcome {
     Outcome::Refreshed { action, notes }
 }
 
-/// Writes every namespace, at most `concurrency` at a time; one namespace's failure never stops
-/// the others. Results come back in the order of the targets.
+/// Writes every namespace, at most `concurrency` at a time, each within its own budget; one
+/// namespace's failure never stops the others, and a failure gets an Event unless the run is
+/// being stopped by a signal. Results come back in the order of the targets.
 async fn write_all(ctx: &Context<'_>, targets: &[Target]) -> Vec<NamespaceResult> {
     let mut results: Vec<(usize, NamespaceResult)> =
         futures::stream::iter(targets.iter().enumerate())
             .map(|(i, target)| async move {
                 let started = Instant::now();
-                let outcome = refresh_namespace(ctx, target).await;
+                let budget = Budget::start(ctx.config.namespace_timeout, ctx.stop.clone());
+                let outcome = match ctx.stop.reason() {
+                    Some(reason) => Outcome::NotStarted(reason),
+                    None => refresh_namespace(ctx, target, &budget).await,
+                };
                 if let Outcome::Failed(e) = &outcome
                     && !matches!(e, WriteError::NoNamespace)
+                    && !budget.stopping()
                 {
                     events::refresh_failed(
                         ctx.client.clone(),
                         &target.name,
                         ctx.desired.name(),
                         &e.to_string(),
+                        &budget,
                     )
                     .await;
                 }

@@ -171,14 +171,31 @@ impl Harness {
         self.kube.get("secrets", ns, name)
     }
 
-    /// Requests the refresher made, as `verb resource namespace`.
+    /// Requests the refresher made, as `verb resource namespace`, without the connection check
+    /// (`GET /version`) that a run which writes makes first.
     pub fn kube_requests(&self) -> Vec<String> {
         self.kube
             .requests()
             .iter()
+            .filter(|r| !is_connection_check(r))
             .map(|r| format!("{} {} {}", r.verb, r.resource, r.namespace))
             .collect()
     }
+
+    /// The verbs of the requests the refresher made, in order, without the connection check.
+    pub fn kube_verbs(&self) -> Vec<String> {
+        self.kube
+            .requests()
+            .iter()
+            .filter(|r| !is_connection_check(r))
+            .map(|r| r.verb.clone())
+            .collect()
+    }
+}
+
+/// The `GET /version` a run that writes makes once before anything else.
+pub fn is_connection_check(r: &fake_kube::Request) -> bool {
+    r.resource == "version"
 }
 
 /// Every form a secret value could take in output: raw, in `auth`, in the Secret's data.

@@ -41,11 +41,11 @@ pub struct Request {
     pub namespace: String,
     /// Object name from the path, empty for collections.
     pub name: String,
-    /// HTTP status the server answered with.
+    /// HTTP status the server answered with; 0 for a request a hang fault never answers.
     pub status: u16,
     /// Content type of a PATCH, empty otherwise.
     pub patch_type: String,
-    /// When the server answered.
+    /// When the server answered (when it arrived, for a hung request).
     pub at: std::time::Instant,
 }
 
@@ -70,6 +70,8 @@ pub struct Fault {
     /// Store this object `(resource, namespace, object)` when the fault fires, before serving:
     /// someone else's write landing just ahead of the request.
     pub put: Option<(String, String, Value)>,
+    /// Read the request, log it (with status 0), and never answer: a hung API server.
+    pub hang: bool,
 }
 
 impl Fault {
@@ -88,6 +90,17 @@ impl Fault {
             delay: None,
             remove_namespace: None,
             put: None,
+            hang: false,
+        }
+    }
+
+    /// A fault that reads matching requests and never answers them. They are logged on arrival
+    /// with status 0; the connection stays open until the client gives up.
+    pub fn hang() -> Self {
+        Fault {
+            status: 0,
+            hang: true,
+            ..Fault::status(0)
         }
     }
 
@@ -288,6 +301,65 @@ impl FakeKube {
 }
 
 impl Drop for FakeKube {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A TCP listener that accepts connections, reads whatever is sent, and never answers: an API
+/// server (or anything behind a load balancer) that hangs. Dropping it stops accepting; the
+/// connections already open stay silent.
+pub struct SilentServer {
+    addr: std::net::SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl SilentServer {
+    /// Starts listening on a free loopback port, on the current tokio runtime.
+    pub async fn start() -> std::io::Result<SilentServer> {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        let (tx, mut shutdown) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            loop {
+                let mut stream = tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                    _ = &mut shutdown => return,
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Ok(SilentServer {
+            addr,
+            accepted,
+            shutdown: Some(tx),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many connections were accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

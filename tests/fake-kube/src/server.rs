@@ -252,10 +252,11 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
     };
 
     // Faults are decided under the lock, then slept outside it.
-    let (delay, injected) = {
+    let (delay, injected, hang) = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         let mut delay = None;
         let mut injected = None;
+        let mut hang = false;
         let mut removals = Vec::new();
         let mut puts = Vec::new();
         for fault in st.faults.iter_mut() {
@@ -272,6 +273,10 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
             if let Some(put) = fault.put.clone() {
                 puts.push(put);
             }
+            if fault.hang {
+                hang = true;
+                break;
+            }
             if fault.status != 0 {
                 let mut s = Status::new(fault.status, fault.message.clone()).reason(&fault.reason);
                 s.retry_after = fault.retry_after;
@@ -285,8 +290,15 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
         for (resource, ns, obj) in puts {
             st.store.insert_raw(&resource, &ns, obj);
         }
-        (delay, injected)
+        if hang {
+            // Logged on arrival: it will never be answered.
+            st.log.push(entry.clone());
+        }
+        (delay, injected, hang)
     };
+    if hang {
+        return std::future::pending().await;
+    }
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
