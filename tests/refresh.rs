@@ -590,3 +590,103 @@ async fn no_rust_log_setting_lets_other_crates_print_secrets() {
         assert_eq!(run.code, 0, "{}", run.stderr);
     }
 }
+
+/// Defence in depth: whatever it read, the refresher only ever creates dockerconfigjson
+/// Secrets. An old Secret of another type that it deleted (a --force takeover, a managed
+/// Secret of another type) is therefore not put back when the new one cannot be created:
+/// reported as the loudest error instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_of_another_type_is_never_created_again_by_the_restore() {
+    let cases = [
+        (foreign_secret("team-a", "ecr"), "recreate", "Opaque"),
+        (
+            json!({"metadata": {"name": "ecr", "labels": {"app.kubernetes.io/managed-by": "ecr-secret-refresher"},
+                   "annotations": {"kubernetes.io/service-account.name": "clusterrole-aggregation-controller"}},
+                   "type": "kubernetes.io/service-account-token", "data": {}}),
+            "update",
+            "kubernetes.io/service-account-token",
+        ),
+    ];
+    for (old, strategy, ty) in cases {
+        let h = Harness::new(&["team-a"]).await;
+        h.kube.put("secrets", "team-a", old);
+        // Every attempt at the new Secret fails (three tries).
+        h.kube.inject(Fault::status(500).verb("create").times(3));
+        let run = h
+            .run(&["--namespaces", "team-a", "--strategy", strategy, "--force"])
+            .await;
+        assert_eq!(run.code, 1, "{strategy}: {}", run.stderr);
+        let creates = h
+            .kube
+            .requests()
+            .iter()
+            .filter(|r| r.verb == "create" && r.resource == "secrets")
+            .count();
+        assert_eq!(
+            creates, 3,
+            "{strategy}: no create beyond the new Secret's three tries"
+        );
+        assert!(h.secret("team-a", "ecr").is_none(), "{strategy}");
+        assert!(
+            run.stderr.contains("NAMESPACE LEFT WITHOUT ITS SECRET"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!("it was of type '{ty}'"))
+                && run
+                    .stderr
+                    .contains("only ever creates kubernetes.io/dockerconfigjson"),
+            "{}",
+            run.stderr
+        );
+        // The next run, with the API server healthy, gives the namespace its pull Secret.
+        let run = h
+            .run(&["--namespaces", "team-a", "--strategy", strategy])
+            .await;
+        assert_eq!(run.code, 0, "{strategy}: {}", run.stderr);
+        assert_refreshed(&h, "team-a", &registry("us-east-1"));
+    }
+}
+
+/// A kubeconfig whose `token:` line has an unclosed quote: the parser's own message quotes the
+/// lines around the fault, token included. Only the file, line and column may come out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_kubeconfig_is_located_without_quoting_it() {
+    const TOKEN: &str = "kc-token-must-not-leak-9f8e7d";
+    let h = Harness::new(&["team-a"]).await;
+    let text = fake_kube::kubeconfig(&h.kube.url(), "default")
+        .replace("token: fake-token", &format!("token: \"{TOKEN}"));
+    let line = text.lines().position(|l| l.contains(TOKEN)).unwrap() + 1;
+    let bad = h.dir.path().join("broken-kubeconfig");
+    std::fs::write(&bad, &text).unwrap();
+    let path = bad.to_str().unwrap();
+    let refresh = h
+        .run(&["--namespaces", "team-a", "--kubeconfig", path])
+        .await;
+    assert_eq!(refresh.code, 2, "{}", refresh.stderr);
+    let doctor = h
+        .run(&["doctor", "--namespaces", "team-a", "--kubeconfig", path])
+        .await;
+    assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+    for out in [refresh.output(), doctor.output()] {
+        assert!(!out.contains(TOKEN), "the token leaked:\n{out}");
+        assert!(!out.contains("kind: Config"), "the file was quoted:\n{out}");
+        assert!(
+            out.contains(&format!("kubeconfig {path} is not valid YAML at line")),
+            "{out}"
+        );
+        assert_no_secrets(&out);
+    }
+    // The line reported is where the quote opens or where the parser ran out of file: at or
+    // after the token's line, never before it.
+    let reported: usize = refresh
+        .stderr
+        .split("at line ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a line number");
+    assert!(reported >= line, "line {reported}, token on {line}");
+    assert!(h.kube.requests().is_empty());
+}
