@@ -834,3 +834,67 @@ async fn doctor_suggests_the_overlay_that_fits_the_selection() {
         assert!(line.contains("overlays/cluster"), "{listing:?}: {line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespaces_are_listed_as_metadata_in_pages() {
+    let names: Vec<String> = (0..1200).map(|i| format!("ns-{i:04}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let h = Harness::new(&refs).await;
+    let lists = |h: &Harness| -> Vec<fake_kube::Request> {
+        h.kube
+            .requests()
+            .into_iter()
+            .filter(|r| r.resource == "namespaces" && r.verb == "list")
+            .collect()
+    };
+    let run = h
+        .run(&["--namespaces", "ns-*", "--concurrency", "32"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let pages = lists(&h);
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    for (i, page) in pages.iter().enumerate() {
+        assert_eq!(page.status, 200);
+        assert!(
+            page.accept
+                .contains("as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
+            "{page:?}"
+        );
+        assert_eq!(
+            page.answered_kind, "PartialObjectMetadataList",
+            "metadata only"
+        );
+        assert!(page.query.contains("limit=500"), "{page:?}");
+        assert_eq!(page.query.contains("continue="), i > 0, "{page:?}");
+    }
+    for ns in &names {
+        assert!(h.secret(ns, "ecr").is_some(), "{ns} has no Secret");
+    }
+    assert!(
+        run.stderr.contains("summary: 1200 refreshed"),
+        "{}",
+        run.stderr
+    );
+
+    // The continue token expires between pages (an etcd compaction): the list starts over.
+    h.kube.clear_requests();
+    h.kube.inject(
+        Fault::status(410)
+            .verb("list")
+            .resource("namespaces")
+            .skip(1)
+            .times(1),
+    );
+    let run = h
+        .run(&["--namespaces", "ns-*", "--concurrency", "32"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let statuses: Vec<u16> = lists(&h).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 410, 200, 200, 200]);
+    assert!(run.stderr.contains("listing again"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("summary: 1200 refreshed"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,7 +1,6 @@
 //! Kubernetes label selectors (`team=a,env!=prod,tier in (web,api),!legacy`), parsed with the
 //! grammar of apimachinery's `labels.Parse` (so a selector means here what it means to kubectl),
-//! and glob patterns
-//! for names (`team-*`): parsing and matching, pure.
+//! and glob patterns for names (`team-*`): parsing and matching, pure.
 
 use std::collections::BTreeMap;
 

@@ -135,7 +135,7 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
 
     let annotations = annotations(&tokens.auths, tokens.expires_at);
     // A dry run that names every namespace exactly needs no cluster at all.
-    let needs_cluster = !(config.dry_run && !config.namespaces.needs_listing());
+    let needs_cluster = !config.dry_run || config.namespaces.needs_listing();
     let source = match cluster::client::load(&config.kube) {
         Ok(s) => Some(s),
         Err(e) if needs_cluster => return Err(e.into()),
