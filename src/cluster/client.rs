@@ -24,7 +24,7 @@ pub enum ClusterError {
     #[error("cannot read kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
     #[error(
-        "kubeconfig {path} is not valid YAML at line {line}, column {column}; fix the file there (the parser's message is not shown, because it quotes the file and the credentials in it)"
+        "kubeconfig {path} is not valid YAML at line {line}, column {column}; fix the file there, or a quote or bracket left open before it (the parser's message is not shown, because it quotes the file and the credentials in it)"
     )]
     KubeconfigSyntax {
         path: String,
