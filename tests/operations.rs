@@ -832,6 +832,16 @@ async fn doctor_suggests_the_overlay_that_fits_the_selection() {
         let run = h.run(listing).await;
         let line = fix(&run.stdout);
         assert!(line.contains("overlays/cluster"), "{listing:?}: {line}");
+        let prune_row = run.stdout.lines().find(|l| l.starts_with("Prune"));
+        if listing.contains(&"--prune") {
+            let prune_row = prune_row.unwrap_or_else(|| panic!("{}", run.stdout));
+            assert!(
+                prune_row.contains("warn") && prune_row.contains("exact names only"),
+                "{prune_row}"
+            );
+        } else {
+            assert!(prune_row.is_none(), "{}", run.stdout);
+        }
     }
 }
 

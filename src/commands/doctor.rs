@@ -366,6 +366,16 @@ async fn cluster_checks(config: &Config, rows: &mut Vec<Check>) {
             "create them, or remove them from --namespaces",
         ));
     }
+    if config.prune && !config.namespaces.needs_listing() {
+        rows.push(row(
+            "Prune",
+            Status::Warn,
+            format!(
+                "--prune with exact names only: every other namespace loses the Secret that instance {instance} wrote there"
+            ),
+            "fine if that is what you want; if several jobs run as this instance with different lists, give each its own --instance",
+        ));
+    }
     let per_ns: Vec<Vec<Check>> = futures::stream::iter(selection.targets.iter())
         .map(|t| namespace_rows(&client, config, &instance, &t.name))
         .buffered(config.concurrency)
