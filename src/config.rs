@@ -516,11 +516,12 @@ impl Cli {
             }
             None => None,
         };
-        let instance = self.instance.map(|i| i.trim().to_string());
-        if let Some(bad) = instance
-            .as_ref()
-            .filter(|i| i.is_empty() || !is_label_value(i))
-        {
+        // Empty means unset, so that a ConfigMap may carry the variable without a value.
+        let instance = self
+            .instance
+            .map(|i| i.trim().to_string())
+            .filter(|i| !i.is_empty());
+        if let Some(bad) = instance.as_ref().filter(|i| !is_label_value(i)) {
             return Err(ConfigError::Instance(bad.clone()));
         }
         if !(1..=256).contains(&self.concurrency) {
@@ -672,6 +673,24 @@ mod tests {
                 && parse_duration("5d").is_err()
                 && parse_duration("m").is_err()
         );
+    }
+
+    #[test]
+    fn instance_is_a_label_value_and_empty_means_derived() {
+        assert_eq!(
+            cli(&["--namespaces", "a", "--instance", " team-a_1 "])
+                .unwrap()
+                .instance
+                .as_deref(),
+            Some("team-a_1")
+        );
+        assert!(
+            cli(&["--namespaces", "a", "--instance="])
+                .unwrap()
+                .instance
+                .is_none()
+        );
+        assert!(cli(&["--namespaces", "a"]).unwrap().instance.is_none());
     }
 
     #[test]
