@@ -648,6 +648,27 @@ async fn two_installs_with_prune_leave_each_others_secrets_alone() {
             && line.contains("--force"),
         "{line}"
     );
+    let doctor = h
+        .run(&[
+            "doctor",
+            "--namespaces",
+            "team-c",
+            "--instance",
+            "install-a",
+        ])
+        .await;
+    assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+    let row = doctor
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Secret team-c/ecr"))
+        .unwrap_or_else(|| panic!("{}", doctor.stdout));
+    assert!(
+        row.contains("FAIL")
+            && row.contains("written by another install")
+            && row.contains("instance=install-b"),
+        "{row}"
+    );
     // --force takes it over, and then it is A's to prune.
     let run = h
         .run(&[

@@ -702,10 +702,19 @@ fn check_namespace_field(obj: &Value, ns: &str) -> Result<(), Status> {
     }
 }
 
-/// Defaults the API server applies: kind and apiVersion, Secret `type`, `stringData` folded into `data`.
+/// Defaults the API server applies: kind and apiVersion, the namespace name label, Secret
+/// `type`, `stringData` folded into `data`.
 fn normalize(obj: &mut Value, kind: &str) {
     obj["kind"] = json!(kind);
     obj["apiVersion"] = json!("v1");
+    if kind == "Namespace" {
+        // The API server labels every namespace with its name (GA since 1.22).
+        let name = name_of(obj);
+        if !obj["metadata"]["labels"].is_object() {
+            obj["metadata"]["labels"] = json!({});
+        }
+        obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+    }
     if kind == "Secret" {
         if obj["type"].as_str().is_none() {
             obj["type"] = json!("Opaque");
