@@ -47,7 +47,16 @@ struct Status {
     message: String,
     name: String,
     kind: String,
+    /// The rarely set parts, boxed to keep `Status` small as an error type.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Default)]
+struct Extra {
     retry_after: Option<u64>,
+    /// `metadata.continue`: on a 410 for an expired list token, where an inconsistent list may
+    /// go on from.
+    continue_token: Option<String>,
 }
 
 impl Status {
@@ -58,7 +67,7 @@ impl Status {
             message: message.into(),
             name: String::new(),
             kind: String::new(),
-            retry_after: None,
+            extra: None,
         }
     }
     fn reason(mut self, reason: &str) -> Self {
@@ -86,6 +95,7 @@ impl Status {
         .details(resource, name)
     }
     fn into_response(self) -> Response {
+        let retry_after = self.extra.as_ref().and_then(|e| e.retry_after);
         let mut details = serde_json::Map::new();
         if !self.name.is_empty() {
             details.insert("name".into(), json!(self.name));
@@ -93,16 +103,20 @@ impl Status {
         if !self.kind.is_empty() {
             details.insert("kind".into(), json!(self.kind));
         }
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = retry_after {
             details.insert("retryAfterSeconds".into(), json!(secs));
         }
+        let metadata = match self.extra.as_ref().and_then(|e| e.continue_token.as_ref()) {
+            Some(t) => json!({"continue": t}),
+            None => json!({}),
+        };
         let body = json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "kind": "Status", "apiVersion": "v1", "metadata": metadata,
             "status": "Failure", "message": self.message, "reason": self.reason,
             "details": details, "code": self.code,
         });
         let mut resp = json_response(self.code, &body);
-        if let Some(secs) = self.retry_after
+        if let Some(secs) = retry_after
             && let Ok(v) = secs.to_string().parse()
         {
             resp.headers_mut().insert("retry-after", v);
@@ -288,7 +302,12 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
             }
             if fault.status != 0 {
                 let mut s = Status::new(fault.status, fault.message.clone()).reason(&fault.reason);
-                s.retry_after = fault.retry_after;
+                s.extra = fault.retry_after.map(|secs| {
+                    Box::new(Extra {
+                        retry_after: Some(secs),
+                        ..Extra::default()
+                    })
+                });
                 injected = Some(s);
                 break;
             }
@@ -615,12 +634,28 @@ fn paginate(st: &State, items: Vec<Value>, query: &str) -> Result<Page, Status> 
                     "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
                 ));
             };
-            let rv = v["rv"].as_u64().unwrap_or(0);
-            if rv <= st.compacted {
-                return Err(Status::new(
+            // rv -1 is the apiserver's "continue at the latest revision" after a 410.
+            let latest = st.store.revision().parse::<u64>().unwrap_or(0);
+            let rv = match v["rv"].as_i64() {
+                Some(-1) => latest,
+                Some(rv) if rv > 0 => rv as u64,
+                _ => 0,
+            };
+            if v["rv"].as_i64() != Some(-1) && rv <= st.compacted {
+                let mut expired = Status::new(
                     410,
                     "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
-                ));
+                );
+                // Like the apiserver: a token at "latest" (rv -1) from the same key, for clients
+                // that accept an inconsistent list.
+                let next = json!({"v": "meta.k8s.io/v1", "rv": -1, "start": v["start"]});
+                expired.extra = Some(Box::new(Extra {
+                    continue_token: Some(
+                        base64::engine::general_purpose::STANDARD.encode(next.to_string()),
+                    ),
+                    ..Extra::default()
+                }));
+                return Err(expired);
             }
             let start = v["start"]
                 .as_str()
@@ -935,6 +970,15 @@ mod tests {
         st.compacted = st.store.revision().parse().unwrap();
         let gone = paginate(&st, all(), &query).err().unwrap();
         assert_eq!((gone.code, gone.reason.as_str()), (410, "Expired"));
+        let onward = gone
+            .extra
+            .and_then(|e| e.continue_token)
+            .expect("a 410 offers an inconsistent continuation");
+        let rest = paginate(&st, all(), &format!("limit=2&continue={onward}")).unwrap();
+        assert_eq!(
+            rest.items[0]["metadata"]["name"], "ns-2",
+            "from where the token was"
+        );
         assert!(
             paginate(&st, all(), "limit=2").is_ok(),
             "a new list still works"
