@@ -929,3 +929,37 @@ async fn namespaces_are_listed_as_metadata_in_pages() {
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_selector_in_kubernetes_syntax_selects_what_kubectl_would() {
+    let h = Harness::new(&[]).await;
+    for (ns, labels) in [
+        ("web", vec![("tier", "web")]),
+        ("api", vec![("tier", "api")]),
+        ("old-api", vec![("tier", "api"), ("legacy", "true")]),
+        ("db", vec![("tier", "db")]),
+    ] {
+        h.kube.add_namespace(ns, &labels);
+    }
+    // No space before the parenthesis, as kubectl accepts it.
+    let run = h
+        .run(&["--namespace-selector", "tier in(web,api),!legacy"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for (ns, want) in [
+        ("web", true),
+        ("api", true),
+        ("old-api", false),
+        ("db", false),
+    ] {
+        assert_eq!(h.secret(ns, "ecr").is_some(), want, "{ns}");
+    }
+    let run = h.run(&["--namespace-selector", "tier in (web"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--namespace-selector: 'tier in (web' is not a label selector: found 'end of string', expected: ',' or ')'"),
+        "{}",
+        run.stderr
+    );
+}
