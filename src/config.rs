@@ -15,14 +15,13 @@ use crate::aws::roles_anywhere::{self, Passphrase, RaError};
 use crate::aws::settings::{AssumeRole, AwsSettings, CredentialsSource, is_role_arn};
 use crate::cluster::labels::Selector;
 use crate::cluster::namespaces::NamespaceSpec;
+use crate::cluster::ownership::is_label_value;
 
 /// The session name of an assumed role when --role-session-name is not given.
 const DEFAULT_SESSION_NAME: &str = "ecr-secret-refresher";
 
-/// The label that marks the Secrets this tool owns.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// The value of [`MANAGED_BY_LABEL`] on the Secrets this tool owns.
-pub const MANAGED_BY_VALUE: &str = "ecr-secret-refresher";
+// The ownership labels live with the code that writes them; re-exported for older callers.
+pub use crate::cluster::ownership::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// How a Secret that already exists is brought up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -153,9 +152,17 @@ pub struct Cli {
     #[arg(global = true, long, env = "ECR_REFRESHER_DRY_RUN")]
     pub dry_run: bool,
 
-    /// Take over a Secret of the same name that this tool did not create.
+    /// Take over a Secret of the same name that this tool did not create, or that another
+    /// install (--instance) wrote.
     #[arg(global = true, long, env = "ECR_REFRESHER_FORCE")]
     pub force: bool,
+
+    /// Name of this install, written in the `ecr-secret-refresher/instance` label of its
+    /// Secrets: --prune deletes only Secrets with this instance, and a Secret of another
+    /// instance is left alone unless --force. Default: in a pod, `NAMESPACE_SERVICEACCOUNT` it
+    /// runs as; elsewhere, the kubeconfig context (hashed when it is not a valid label value).
+    #[arg(global = true, long, env = "ECR_REFRESHER_INSTANCE")]
+    pub instance: Option<String>,
 
     /// Log line format.
     #[arg(global = true, long, env = "ECR_REFRESHER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -448,6 +455,8 @@ pub struct Config {
     pub strategy: Strategy,
     pub dry_run: bool,
     pub force: bool,
+    /// `--instance`; `None` derives it from the cluster connection.
+    pub instance: Option<String>,
     pub log_format: LogFormat,
     pub kube: KubeTarget,
     pub aws: AwsSettings,
@@ -493,6 +502,10 @@ pub enum ConfigError {
     SessionName(String),
     #[error("{0} only applies to an assumed role: add --assume-role-arn, or drop {0}")]
     NeedsAssumeRole(&'static str),
+    #[error(
+        "--instance: '{0}' is not a valid label value (1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
+    )]
+    Instance(String),
     #[error("--concurrency must be between 1 and 256, got {0}")]
     Concurrency(usize),
     #[error(
@@ -688,6 +701,16 @@ impl Cli {
         if !(1..=256).contains(&self.concurrency) {
             return Err(ConfigError::Concurrency(self.concurrency));
         }
+        // Empty means unset, so that a ConfigMap may carry the variable without a value.
+        let instance = self
+            .instance
+            .as_deref()
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(str::to_string);
+        if let Some(bad) = instance.as_ref().filter(|i| !is_label_value(i)) {
+            return Err(ConfigError::Instance(bad.clone()));
+        }
         let aws = self.aws_settings()?;
         check_one_partition(
             &registries,
@@ -709,6 +732,7 @@ impl Cli {
             strategy: self.strategy,
             dry_run: self.dry_run,
             force: self.force,
+            instance,
             log_format: self.log_format,
             kube: KubeTarget {
                 kubeconfig: self.kubeconfig,
@@ -847,6 +871,11 @@ mod tests {
                 "--concurrency",
             ),
             (
+                &["--namespaces", "a", "--instance", "team/a"],
+                "--instance: 'team/a'",
+            ),
+            (&["--namespaces", "a", "--instance=a-"], "--instance: 'a-'"),
+            (
                 &[
                     "--namespaces",
                     "a",
@@ -892,6 +921,24 @@ mod tests {
                 && parse_duration("5d").is_err()
                 && parse_duration("m").is_err()
         );
+    }
+
+    #[test]
+    fn instance_is_a_label_value_and_empty_means_derived() {
+        assert_eq!(
+            cli(&["--namespaces", "a", "--instance", " team-a_1 "])
+                .unwrap()
+                .instance
+                .as_deref(),
+            Some("team-a_1")
+        );
+        assert!(
+            cli(&["--namespaces", "a", "--instance="])
+                .unwrap()
+                .instance
+                .is_none()
+        );
+        assert!(cli(&["--namespaces", "a"]).unwrap().instance.is_none());
     }
 
     #[test]

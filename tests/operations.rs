@@ -587,3 +587,380 @@ async fn the_deadline_also_bounds_getting_tokens() {
     );
     assert!(h.kube.requests().is_empty());
 }
+
+fn instance_of(h: &Harness, ns: &str, name: &str) -> Option<String> {
+    h.secret(ns, name).and_then(|s| {
+        s["metadata"]["labels"]["ecr-secret-refresher/instance"]
+            .as_str()
+            .map(String::from)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_installs_with_prune_leave_each_others_secrets_alone() {
+    let h = Harness::new(&["team-a", "team-b", "team-c", "team-d", "other"]).await;
+    let a = [
+        "--namespaces",
+        "team-a,team-b",
+        "--prune",
+        "--instance",
+        "install-a",
+    ];
+    let b = [
+        "--namespaces",
+        "team-c,team-d",
+        "--prune",
+        "--instance",
+        "install-b",
+    ];
+    for round in 0..2 {
+        for args in [&a, &b] {
+            let run = h.run(args).await;
+            assert_eq!(run.code, 0, "round {round} {args:?}: {}", run.stderr);
+            assert!(!run.stderr.contains("outcome=pruned"), "{}", run.stderr);
+        }
+    }
+    for (ns, owner) in [
+        ("team-a", "install-a"),
+        ("team-b", "install-a"),
+        ("team-c", "install-b"),
+        ("team-d", "install-b"),
+    ] {
+        assert_eq!(instance_of(&h, ns, "ecr").as_deref(), Some(owner), "{ns}");
+    }
+    assert!(h.secret("other", "ecr").is_none());
+
+    // A writes into one of B's namespaces: reported, not overwritten, so two installs that
+    // overlap do not take turns rewriting the same Secret.
+    let before = h.secret("team-c", "ecr").unwrap();
+    let run = h
+        .run(&["--namespaces", "team-a,team-c", "--instance", "install-a"])
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(h.secret("team-c", "ecr").unwrap(), before);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("namespace=team-c"))
+        .unwrap();
+    assert!(
+        line.contains("another install")
+            && line.contains("instance=install-b")
+            && line.contains("--force"),
+        "{line}"
+    );
+    let doctor = h
+        .run(&[
+            "doctor",
+            "--namespaces",
+            "team-c",
+            "--instance",
+            "install-a",
+        ])
+        .await;
+    assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+    let row = doctor
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Secret team-c/ecr"))
+        .unwrap_or_else(|| panic!("{}", doctor.stdout));
+    assert!(
+        row.contains("FAIL")
+            && row.contains("written by another install")
+            && row.contains("instance=install-b"),
+        "{row}"
+    );
+    // --force takes it over, and then it is A's to prune.
+    let run = h
+        .run(&[
+            "--namespaces",
+            "team-c",
+            "--instance",
+            "install-a",
+            "--force",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        instance_of(&h, "team-c", "ecr").as_deref(),
+        Some("install-a")
+    );
+    let run = h.run(&a).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(h.secret("team-c", "ecr").is_none(), "pruned by its writer");
+    assert!(h.secret("team-d", "ecr").is_some(), "B's Secret stays");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_from_an_earlier_version_is_adopted_not_pruned() {
+    let h = Harness::new(&["team-a", "team-b", "legacy"]).await;
+    // What versions before the instance label wrote.
+    assert_eq!(h.run(&["--namespaces", "legacy"]).await.code, 0);
+    let mut old = h.secret("legacy", "ecr").unwrap();
+    old["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ecr-secret-refresher/instance");
+    h.kube.put("secrets", "legacy", old);
+
+    // Not selected: nobody may prune it, whichever instance runs.
+    for (ns, instance) in [("team-a", "install-a"), ("team-b", "install-b")] {
+        let run = h
+            .run(&["--namespaces", ns, "--prune", "--instance", instance])
+            .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(h.secret("legacy", "ecr").is_some(), "pruned by {instance}");
+    }
+    // Selected: its writer adopts it (patch fails its test, then a full update adds the label)...
+    h.kube.clear_requests();
+    let run = h
+        .run(&["--namespaces", "team-a,legacy", "--instance", "install-a"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let reqs: Vec<String> = h
+        .kube_requests()
+        .into_iter()
+        .filter(|r| r.ends_with(" legacy"))
+        .collect();
+    assert_eq!(
+        reqs,
+        [
+            "patch secrets legacy",
+            "get secrets legacy",
+            "update secrets legacy"
+        ]
+    );
+    assert_eq!(
+        instance_of(&h, "legacy", "ecr").as_deref(),
+        Some("install-a")
+    );
+    // ...then the steady path is one request again, and only its writer prunes it.
+    h.kube.clear_requests();
+    let run = h
+        .run(&["--namespaces", "team-a,legacy", "--instance", "install-a"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut reqs = h.kube_requests();
+    reqs.sort();
+    assert_eq!(reqs, ["patch secrets legacy", "patch secrets team-a"]);
+    let run = h
+        .run(&[
+            "--namespaces",
+            "team-a",
+            "--prune",
+            "--instance",
+            "install-b",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "B meets A's Secret in team-a: {}", run.stderr);
+    assert!(h.secret("legacy", "ecr").is_some(), "not B's to prune");
+    let run = h
+        .run(&[
+            "--namespaces",
+            "team-a",
+            "--prune",
+            "--instance",
+            "install-a",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(h.secret("legacy", "ecr").is_none(), "pruned by its writer");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_instance_is_the_kubeconfig_context_and_prune_with_names_warns() {
+    let h = Harness::new(&["team-a", "team-b", "web"]).await;
+    let run = h.run(&["--namespaces", "team-a", "--prune"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // The harness's kubeconfig context is called `fake`.
+    assert_eq!(instance_of(&h, "team-a", "ecr").as_deref(), Some("fake"));
+    assert!(
+        run.stderr.contains("--prune with exact names only")
+            && run.stderr.contains("give each its own --instance"),
+        "{}",
+        run.stderr
+    );
+    let run = h.run(&["--namespaces", "team-*", "--prune"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("--prune with exact names only"),
+        "{}",
+        run.stderr
+    );
+    let env: Vec<(String, String)> = h
+        .base_env()
+        .into_iter()
+        .chain([("ECR_REFRESHER_INSTANCE".to_string(), "from-env".to_string())])
+        .collect();
+    let run = h.run_env(&["--namespaces", "web"], env).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(instance_of(&h, "web", "ecr").as_deref(), Some("from-env"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_context_is_named_with_the_ones_that_exist() {
+    let h = Harness::new(&["team-a"]).await;
+    let refresh = h
+        .run(&["--namespaces", "team-a", "--context", "nope"])
+        .await;
+    assert_eq!(refresh.code, 2, "{}", refresh.stderr);
+    let doctor = h
+        .run(&["doctor", "--namespaces", "team-a", "--context", "nope"])
+        .await;
+    assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+    for out in [refresh.stderr, doctor.stdout] {
+        assert!(
+            out.contains("context 'nope' does not exist in the kubeconfig")
+                && out.contains("it has: fake"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("Check the path given to --kubeconfig"),
+            "{out}"
+        );
+    }
+    assert!(h.kube.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_suggests_the_overlay_that_fits_the_selection() {
+    let h = Harness::new(&["team-a"]).await;
+    h.kube.add_namespace("labelled", &[("pulls", "ecr")]);
+    h.kube.enforce_rules(vec![Rule {
+        api_groups: vec!["".into()],
+        resources: vec!["namespaces".into()],
+        verbs: vec!["list".into()],
+        resource_names: vec![],
+        namespace: None,
+    }]);
+    let fix = |out: &str| -> String {
+        out.lines()
+            .skip_while(|l| !l.starts_with("RBAC in "))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no fix under the RBAC row:\n{out}"))
+            .to_string()
+    };
+    let exact = h.run(&["doctor", "--namespaces", "team-a"]).await;
+    let line = fix(&exact.stdout);
+    assert!(
+        line.contains("overlays/namespaced") && !line.contains("overlays/cluster"),
+        "{line}"
+    );
+    for listing in [
+        &["doctor", "--namespaces", "team-*"][..],
+        &["doctor", "--namespace-selector", "pulls=ecr"][..],
+        &["doctor", "--namespaces", "team-a", "--prune"][..],
+    ] {
+        let run = h.run(listing).await;
+        let line = fix(&run.stdout);
+        assert!(line.contains("overlays/cluster"), "{listing:?}: {line}");
+        let prune_row = run.stdout.lines().find(|l| l.starts_with("Prune"));
+        if listing.contains(&"--prune") {
+            let prune_row = prune_row.unwrap_or_else(|| panic!("{}", run.stdout));
+            assert!(
+                prune_row.contains("warn") && prune_row.contains("exact names only"),
+                "{prune_row}"
+            );
+        } else {
+            assert!(prune_row.is_none(), "{}", run.stdout);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespaces_are_listed_as_metadata_in_pages() {
+    let names: Vec<String> = (0..1200).map(|i| format!("ns-{i:04}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let h = Harness::new(&refs).await;
+    let lists = |h: &Harness| -> Vec<fake_kube::Request> {
+        h.kube
+            .requests()
+            .into_iter()
+            .filter(|r| r.resource == "namespaces" && r.verb == "list")
+            .collect()
+    };
+    let run = h
+        .run(&["--namespaces", "ns-*", "--concurrency", "32"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let pages = lists(&h);
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    for (i, page) in pages.iter().enumerate() {
+        assert_eq!(page.status, 200);
+        assert!(
+            page.accept
+                .contains("as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
+            "{page:?}"
+        );
+        assert_eq!(
+            page.answered_kind, "PartialObjectMetadataList",
+            "metadata only"
+        );
+        assert!(page.query.contains("limit=500"), "{page:?}");
+        assert_eq!(page.query.contains("continue="), i > 0, "{page:?}");
+    }
+    for ns in &names {
+        assert!(h.secret(ns, "ecr").is_some(), "{ns} has no Secret");
+    }
+    assert!(
+        run.stderr.contains("summary: 1200 refreshed"),
+        "{}",
+        run.stderr
+    );
+
+    // The continue token expires between pages (an etcd compaction): the list starts over.
+    h.kube.clear_requests();
+    h.kube.inject(
+        Fault::status(410)
+            .verb("list")
+            .resource("namespaces")
+            .skip(1)
+            .times(1),
+    );
+    let run = h
+        .run(&["--namespaces", "ns-*", "--concurrency", "32"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let statuses: Vec<u16> = lists(&h).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 410, 200, 200, 200]);
+    assert!(run.stderr.contains("listing again"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("summary: 1200 refreshed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_selector_in_kubernetes_syntax_selects_what_kubectl_would() {
+    let h = Harness::new(&[]).await;
+    for (ns, labels) in [
+        ("web", vec![("tier", "web")]),
+        ("api", vec![("tier", "api")]),
+        ("old-api", vec![("tier", "api"), ("legacy", "true")]),
+        ("db", vec![("tier", "db")]),
+    ] {
+        h.kube.add_namespace(ns, &labels);
+    }
+    // No space before the parenthesis, as kubectl accepts it.
+    let run = h
+        .run(&["--namespace-selector", "tier in(web,api),!legacy"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for (ns, want) in [
+        ("web", true),
+        ("api", true),
+        ("old-api", false),
+        ("db", false),
+    ] {
+        assert_eq!(h.secret(ns, "ecr").is_some(), want, "{ns}");
+    }
+    let run = h.run(&["--namespace-selector", "tier in (web"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--namespace-selector: 'tier in (web' is not a label selector: found 'end of string', expected: ',' or ')'"),
+        "{}",
+        run.stderr
+    );
+}

@@ -382,26 +382,112 @@ async fn a_namespace_left_without_its_secret_is_the_loudest_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn dry_run_prints_redacted_secrets_and_touches_nothing() {
+async fn dry_run_prints_a_redacted_preview_and_touches_nothing() {
     let h = Harness::new(&["team-a"]).await;
     let run = h.run(&["--namespaces", "team-a,team-b", "--dry-run"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(h.kube.requests().is_empty());
-    let list: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is a JSON List");
-    assert_eq!(list["kind"], "List");
-    let items = list["items"].as_array().unwrap();
-    assert_eq!(items.len(), 2);
-    assert_eq!(items[1]["metadata"]["namespace"], "team-b");
-    let cfg: serde_json::Value = serde_json::from_str(
-        items[0]["stringData"][".dockerconfigjson"]
+    let preview: serde_json::Value =
+        serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
+    assert!(
+        preview["preview"]
             .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        cfg["auths"][registry("us-east-1")]["password"],
-        "<redacted>"
+            .is_some_and(|p| p.starts_with("PREVIEW") && p.contains("cannot be applied")),
+        "{}",
+        run.stdout
     );
+    assert_eq!(preview["namespaces"], json!(["team-a", "team-b"]));
+    let secret = &preview["secret"];
+    assert_eq!(secret["name"], "ecr");
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(
+        secret["labels"],
+        json!({"app.kubernetes.io/managed-by": "ecr-secret-refresher", "ecr-secret-refresher/instance": "fake"})
+    );
+    assert_eq!(secret["registries"], json!([registry("us-east-1")]));
+    assert!(secret["annotations"]["ecr-secret-refresher/expires-at"].is_string());
+    let auth = &secret[".dockerconfigjson"]["auths"][registry("us-east-1")];
+    assert_eq!(auth["username"], "AWS");
+    assert_eq!(auth["password"], "<redacted>");
+    assert_eq!(auth["auth"], "<redacted>");
+    // Nothing kubectl could take for an object: no apiVersion or kind at any depth.
+    for key in ["\"apiVersion\"", "\"kind\"", "stringData", "\"data\""] {
+        assert!(!run.stdout.contains(key), "{key} in {}", run.stdout);
+    }
+}
+
+/// The dry-run preview fed to kubectl, as a user might by mistake: kubectl must refuse it,
+/// while it accepts a real Secret (so the refusal is about the preview, not the setup).
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_refuses_the_dry_run_preview() {
+    let h = Harness::new(&["team-a"]).await;
+    let run = h.run(&["--namespaces", "team-a", "--dry-run"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // kubectl sends no bearer token over plain HTTP.
+    h.kube.allow_anonymous();
+    let kubectl = |input: String, extra: &'static [&'static str]| {
+        let kubeconfig = h.kubeconfig.clone();
+        let dir = h.dir.path().to_path_buf();
+        async move {
+            let mut child = tokio::process::Command::new("kubectl")
+                .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "--cache-dir"])
+                .arg(dir.join("kubectl-cache"))
+                .args(extra)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("kubectl is needed for this test (see README: Install)");
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).await.unwrap();
+            drop(stdin);
+            let out =
+                tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                    .await
+                    .unwrap()
+                    .unwrap();
+            (
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            )
+        }
+    };
+    const CREATE: &[&str] = &[
+        "create",
+        "--dry-run=client",
+        "--validate=false",
+        "-o",
+        "name",
+        "-f",
+        "-",
+    ];
+    const APPLY: &[&str] = &["apply", "--dry-run=client", "--validate=false", "-f", "-"];
+    let real = json!({"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "ecr", "namespace": "team-a"}, "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": "{\"auths\":{}}"}}]});
+    for args in [CREATE, APPLY] {
+        let (ok, out) = kubectl(real.to_string(), args).await;
+        assert!(
+            ok,
+            "kubectl {args:?} accepts a real List of Secrets here: {out}"
+        );
+        assert!(out.contains("secret/ecr"), "{out}");
+    }
+    for args in [CREATE, APPLY] {
+        let (ok, out) = kubectl(run.stdout.clone(), args).await;
+        assert!(!ok, "kubectl {args:?} accepted the preview: {out}");
+        assert!(
+            out.contains("Kind' is missing") || out.contains("kind not set"),
+            "refused because it is no object: {out}"
+        );
+        assert_no_secrets(&out);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -500,4 +586,104 @@ async fn no_rust_log_setting_lets_other_crates_print_secrets() {
         let run = h.run_env(&["--namespaces", "team-a"], env).await;
         assert_eq!(run.code, 0, "{}", run.stderr);
     }
+}
+
+/// Defence in depth: whatever it read, the refresher only ever creates dockerconfigjson
+/// Secrets. An old Secret of another type that it deleted (a --force takeover, a managed
+/// Secret of another type) is therefore not put back when the new one cannot be created:
+/// reported as the loudest error instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_of_another_type_is_never_created_again_by_the_restore() {
+    let cases = [
+        (foreign_secret("team-a", "ecr"), "recreate", "Opaque"),
+        (
+            json!({"metadata": {"name": "ecr", "labels": {"app.kubernetes.io/managed-by": "ecr-secret-refresher"},
+                   "annotations": {"kubernetes.io/service-account.name": "clusterrole-aggregation-controller"}},
+                   "type": "kubernetes.io/service-account-token", "data": {}}),
+            "update",
+            "kubernetes.io/service-account-token",
+        ),
+    ];
+    for (old, strategy, ty) in cases {
+        let h = Harness::new(&["team-a"]).await;
+        h.kube.put("secrets", "team-a", old);
+        // Every attempt at the new Secret fails (three tries).
+        h.kube.inject(Fault::status(500).verb("create").times(3));
+        let run = h
+            .run(&["--namespaces", "team-a", "--strategy", strategy, "--force"])
+            .await;
+        assert_eq!(run.code, 1, "{strategy}: {}", run.stderr);
+        let creates = h
+            .kube
+            .requests()
+            .iter()
+            .filter(|r| r.verb == "create" && r.resource == "secrets")
+            .count();
+        assert_eq!(
+            creates, 3,
+            "{strategy}: no create beyond the new Secret's three tries"
+        );
+        assert!(h.secret("team-a", "ecr").is_none(), "{strategy}");
+        assert!(
+            run.stderr.contains("NAMESPACE LEFT WITHOUT ITS SECRET"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!("it was of type '{ty}'"))
+                && run
+                    .stderr
+                    .contains("only ever creates kubernetes.io/dockerconfigjson"),
+            "{}",
+            run.stderr
+        );
+        // The next run, with the API server healthy, gives the namespace its pull Secret.
+        let run = h
+            .run(&["--namespaces", "team-a", "--strategy", strategy])
+            .await;
+        assert_eq!(run.code, 0, "{strategy}: {}", run.stderr);
+        assert_refreshed(&h, "team-a", &registry("us-east-1"));
+    }
+}
+
+/// A kubeconfig whose `token:` line has an unclosed quote: the parser's own message quotes the
+/// lines around the fault, token included. Only the file, line and column may come out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_kubeconfig_is_located_without_quoting_it() {
+    const TOKEN: &str = "kc-token-must-not-leak-9f8e7d";
+    let h = Harness::new(&["team-a"]).await;
+    let text = fake_kube::kubeconfig(&h.kube.url(), "default")
+        .replace("token: fake-token", &format!("token: \"{TOKEN}"));
+    let line = text.lines().position(|l| l.contains(TOKEN)).unwrap() + 1;
+    let bad = h.dir.path().join("broken-kubeconfig");
+    std::fs::write(&bad, &text).unwrap();
+    let path = bad.to_str().unwrap();
+    let refresh = h
+        .run(&["--namespaces", "team-a", "--kubeconfig", path])
+        .await;
+    assert_eq!(refresh.code, 2, "{}", refresh.stderr);
+    let doctor = h
+        .run(&["doctor", "--namespaces", "team-a", "--kubeconfig", path])
+        .await;
+    assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+    for out in [refresh.output(), doctor.output()] {
+        assert!(!out.contains(TOKEN), "the token leaked:\n{out}");
+        assert!(!out.contains("kind: Config"), "the file was quoted:\n{out}");
+        assert!(
+            out.contains(&format!("kubeconfig {path} is not valid YAML at line")),
+            "{out}"
+        );
+        assert_no_secrets(&out);
+    }
+    // The line reported is where the quote opens or where the parser ran out of file: at or
+    // after the token's line, never before it.
+    let reported: usize = refresh
+        .stderr
+        .split("at line ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a line number");
+    assert!(reported >= line, "line {reported}, token on {line}");
+    assert!(h.kube.requests().is_empty());
 }

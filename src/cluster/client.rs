@@ -1,19 +1,54 @@
 //! The Kubernetes client: from `--kubeconfig`/`--context`, KUBECONFIG, ~/.kube/config, or the
-//! in-cluster service account; and the connection check a refresh makes before it writes.
+//! in-cluster service account; the default instance name that goes with that choice; and the
+//! connection check a refresh makes before it writes.
+//!
+//! The kubeconfig is read here rather than by `Config::infer`, for three reasons: a parser
+//! error quotes the file around the fault, token included, so only its line and column may be
+//! shown; a context that does not exist deserves its own message; and the context's name is
+//! the install's default instance.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 
 use crate::cluster::calls::{code_of, describe, retrying};
+use crate::cluster::ownership;
 use crate::config::KubeTarget;
 use crate::errors;
 
+/// Where the in-cluster ServiceAccount token is mounted.
+const TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cannot read kubeconfig {path}: {message}. Check the path given to --kubeconfig")]
+    #[error("cannot read kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
+    #[error(
+        "kubeconfig {path} is not valid YAML at line {line}, column {column}; fix the file there, or a quote or bracket left open before it (the parser's message is not shown, because it quotes the file and the credentials in it)"
+    )]
+    KubeconfigSyntax {
+        path: String,
+        line: u64,
+        column: u64,
+    },
+    #[error(
+        "context '{context}' does not exist in the kubeconfig ({paths}); it has: {available}. Pick one of those with --context"
+    )]
+    NoContext {
+        context: String,
+        paths: String,
+        available: String,
+    },
+    #[error(
+        "the kubeconfig ({paths}) sets no current-context; pick one of its contexts with --context: {available}"
+    )]
+    NoCurrentContext { paths: String, available: String },
+    #[error(
+        "--context '{0}' needs a kubeconfig, and there is none: KUBECONFIG is not set and ~/.kube/config does not exist. Pass --kubeconfig"
+    )]
+    NoKubeconfigForContext(String),
     #[error(
         "no Kubernetes configuration: {0}. Set KUBECONFIG or --kubeconfig, or run inside a cluster"
     )]
@@ -28,6 +63,214 @@ pub enum ClusterError {
         "the Kubernetes API server at {url} refused our credentials: {message}. Check the kubeconfig's user (--kubeconfig, --context), or the ServiceAccount token when running in a cluster"
     )]
     Unauthorized { url: String, message: String },
+    #[error(
+        "cannot tell which install this is (the instance label of its Secrets): {0}. Pass --instance"
+    )]
+    Instance(String),
+}
+
+impl ClusterError {
+    /// What to do about it, for `doctor`.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            ClusterError::KubeconfigSyntax { .. } => "fix the kubeconfig at that line",
+            ClusterError::NoContext { .. } | ClusterError::NoCurrentContext { .. } => {
+                "pick one of the listed contexts with --context"
+            }
+            ClusterError::NoKubeconfigForContext(_) => {
+                "pass --kubeconfig, or leave --context out inside a cluster"
+            }
+            ClusterError::Instance(_) => "pass --instance",
+            ClusterError::Unreachable { .. } => {
+                "check that the API server is up and reachable from here, and that the kubeconfig names the right cluster"
+            }
+            ClusterError::Unauthorized { .. } => {
+                "check the kubeconfig's user, or the ServiceAccount token in a cluster"
+            }
+            _ => "check --kubeconfig, --context or KUBECONFIG",
+        }
+    }
+}
+
+/// Where the cluster connection comes from.
+#[derive(Debug)]
+pub enum Source {
+    Kubeconfig {
+        config: Box<Kubeconfig>,
+        context: String,
+    },
+    InCluster,
+}
+
+/// The kubeconfig files to read: `--kubeconfig`, else KUBECONFIG's existing files (as kubectl,
+/// missing ones are skipped), else ~/.kube/config if it exists. Empty means in-cluster.
+fn kubeconfig_paths(target: &KubeTarget) -> Result<Vec<PathBuf>, ClusterError> {
+    if let Some(path) = &target.kubeconfig {
+        return Ok(vec![path.clone()]);
+    }
+    if let Some(value) = std::env::var_os("KUBECONFIG") {
+        let listed: Vec<PathBuf> = std::env::split_paths(&value)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if !listed.is_empty() {
+            let found: Vec<PathBuf> = listed.iter().filter(|p| p.exists()).cloned().collect();
+            if found.is_empty() {
+                return Err(ClusterError::Kubeconfig {
+                    path: value.to_string_lossy().into_owned(),
+                    message:
+                        "KUBECONFIG names no file that exists. Fix KUBECONFIG, or pass --kubeconfig"
+                            .into(),
+                });
+            }
+            return Ok(found);
+        }
+    }
+    Ok(std::env::home_dir()
+        .map(|h| h.join(".kube").join("config"))
+        .filter(|p| p.exists())
+        .into_iter()
+        .collect())
+}
+
+/// One kubeconfig file, with parser errors reduced to where they are.
+fn read_one(path: &Path) -> Result<Kubeconfig, ClusterError> {
+    Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(path, &e))
+}
+
+fn kubeconfig_error(path: &Path, err: &KubeconfigError) -> ClusterError {
+    let path = path.display().to_string();
+    match err {
+        KubeconfigError::Parse(parse) => match parse.location() {
+            Some(at) => ClusterError::KubeconfigSyntax {
+                path,
+                line: at.line(),
+                column: at.column(),
+            },
+            None => ClusterError::Kubeconfig {
+                path,
+                message: "it is not a valid kubeconfig (the parser's message is not shown, because it quotes the file). Check it with `kubectl config view`".into(),
+            },
+        },
+        other => ClusterError::Kubeconfig {
+            path,
+            message: format!(
+                "{}. Check --kubeconfig or KUBECONFIG",
+                errors::chain(other)
+            ),
+        },
+    }
+}
+
+/// Chooses the source: the kubeconfig (and its context) when there is one, else in-cluster.
+pub fn load(target: &KubeTarget) -> Result<Source, ClusterError> {
+    let paths = kubeconfig_paths(target)?;
+    if paths.is_empty() {
+        return match &target.context {
+            Some(c) => Err(ClusterError::NoKubeconfigForContext(c.clone())),
+            None => Ok(Source::InCluster),
+        };
+    }
+    let mut merged = Kubeconfig::default();
+    for path in &paths {
+        let next = read_one(path)?;
+        merged = merged.merge(next).map_err(|e| kubeconfig_error(path, &e))?;
+    }
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let shown = shown.join(", ");
+    let available: Vec<&str> = merged.contexts.iter().map(|c| c.name.as_str()).collect();
+    let available = if available.is_empty() {
+        "no contexts at all".to_string()
+    } else {
+        available.join(", ")
+    };
+    let context = match target.context.clone().or(merged.current_context.clone()) {
+        Some(c) if !c.is_empty() => c,
+        _ => {
+            return Err(ClusterError::NoCurrentContext {
+                paths: shown,
+                available,
+            });
+        }
+    };
+    if !merged.contexts.iter().any(|c| c.name == context) {
+        return Err(ClusterError::NoContext {
+            context,
+            paths: shown,
+            available,
+        });
+    }
+    Ok(Source::Kubeconfig {
+        config: Box::new(merged),
+        context,
+    })
+}
+
+impl Source {
+    /// The instance name this source gives an install that sets no `--instance`: the context's
+    /// name, or `namespace_serviceaccount` from the pod's ServiceAccount token. No request.
+    pub fn default_instance(&self) -> Result<String, ClusterError> {
+        match self {
+            Source::Kubeconfig { context, .. } => Ok(ownership::instance_from(context)),
+            Source::InCluster => {
+                let token = std::fs::read_to_string(TOKEN_PATH).map_err(|e| {
+                    ClusterError::Instance(format!("cannot read {TOKEN_PATH}: {e}"))
+                })?;
+                ownership::instance_from_token(token.trim()).ok_or_else(|| {
+                    ClusterError::Instance(format!(
+                        "{TOKEN_PATH} carries no system:serviceaccount:NAMESPACE:NAME subject"
+                    ))
+                })
+            }
+        }
+    }
+
+    /// A client for this source.
+    pub async fn connect(self) -> Result<Client, ClusterError> {
+        let config = self.config().await?;
+        Client::try_from(config).map_err(|e| ClusterError::Client(errors::chain(&e)))
+    }
+
+    /// A client for this source, once the API server has answered `GET /version` (which every
+    /// client may call, authenticated or not) within [`PROBE_TIMEOUT`]. A run that will write
+    /// checks this once, so that an unreachable or hung server fails the run before any
+    /// namespace is tried.
+    pub async fn connect_checked(self) -> Result<Client, ClusterError> {
+        let config = self.config().await?;
+        let url = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
+        let client =
+            Client::try_from(config).map_err(|e| ClusterError::Client(errors::chain(&e)))?;
+        probe(&client, &url).await?;
+        Ok(client)
+    }
+
+    /// The client configuration, with timeouts on every connection.
+    async fn config(self) -> Result<Config, ClusterError> {
+        let mut config = match self {
+            Source::Kubeconfig { config, context } => {
+                let options = KubeConfigOptions {
+                    context: Some(context),
+                    ..KubeConfigOptions::default()
+                };
+                Config::from_custom_kubeconfig(*config, &options)
+                    .await
+                    .map_err(|e| ClusterError::Client(errors::chain(&e)))?
+            }
+            Source::InCluster => Config::incluster().map_err(|e| {
+                ClusterError::Infer(format!(
+                    "no kubeconfig (KUBECONFIG is not set, ~/.kube/config does not exist) and not inside a cluster ({})",
+                    errors::chain(&e)
+                ))
+            })?,
+        };
+        config.connect_timeout = Some(Duration::from_secs(10));
+        config.read_timeout = Some(Duration::from_secs(30));
+        config.write_timeout = Some(Duration::from_secs(30));
+        Ok(config)
+    }
 }
 
 /// How long the connection check waits for the API server, all tries included.
@@ -35,24 +278,7 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client for the cluster `target` names.
 pub async fn connect(target: &KubeTarget) -> Result<Client, ClusterError> {
-    let config = load(target).await?;
-    Client::try_from(config).map_err(|e| ClusterError::Client(errors::chain(&e)))
-}
-
-/// A client for the cluster `target` names, once the API server has answered `GET /version`
-/// (which every client may call, authenticated or not) within [`PROBE_TIMEOUT`]. A run that
-/// will write checks this once, so that an unreachable or hung server fails the run before any
-/// namespace is tried.
-pub async fn connect_checked(target: &KubeTarget) -> Result<Client, ClusterError> {
-    let config = load(target).await?;
-    let url = config
-        .cluster_url
-        .to_string()
-        .trim_end_matches('/')
-        .to_string();
-    let client = Client::try_from(config).map_err(|e| ClusterError::Client(errors::chain(&e)))?;
-    probe(&client, &url).await?;
-    Ok(client)
+    load(target)?.connect().await
 }
 
 async fn probe(client: &Client, url: &str) -> Result<(), ClusterError> {
@@ -81,34 +307,74 @@ async fn probe(client: &Client, url: &str) -> Result<(), ClusterError> {
     }
 }
 
-/// The client configuration for `target`, with timeouts on every connection.
-async fn load(target: &KubeTarget) -> Result<Config, ClusterError> {
-    let options = KubeConfigOptions {
-        context: target.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let mut config = match (&target.kubeconfig, &target.context) {
-        (Some(path), _) => {
-            let kc = Kubeconfig::read_from(path).map_err(|e| ClusterError::Kubeconfig {
-                path: path.display().to_string(),
-                message: errors::chain(&e),
-            })?;
-            Config::from_custom_kubeconfig(kc, &options)
-                .await
-                .map_err(|e| ClusterError::Kubeconfig {
-                    path: path.display().to_string(),
-                    message: errors::chain(&e),
-                })?
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(dir: &Path, text: &str, context: Option<&str>) -> KubeTarget {
+        let path = dir.join("kc");
+        std::fs::write(&path, text).unwrap();
+        KubeTarget {
+            kubeconfig: Some(path),
+            context: context.map(String::from),
         }
-        (None, Some(_)) => Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| ClusterError::Infer(errors::chain(&e)))?,
-        (None, None) => Config::infer()
-            .await
-            .map_err(|e| ClusterError::Infer(errors::chain(&e)))?,
-    };
-    config.connect_timeout = Some(Duration::from_secs(10));
-    config.read_timeout = Some(Duration::from_secs(30));
-    config.write_timeout = Some(Duration::from_secs(30));
-    Ok(config)
+    }
+
+    const KC: &str = "apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster:
+    server: https://127.0.0.1:6443
+contexts:
+- name: dev
+  context: {cluster: c, user: u}
+- name: arn:aws:eks:eu-west-1:123456789012:cluster/prod
+  context: {cluster: c, user: u}
+current-context: dev
+users:
+- name: u
+  user:
+    token: kc-secret-token-123
+";
+
+    #[test]
+    fn a_syntax_error_shows_where_and_nothing_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = KC.replace("token: kc-secret-token-123", "token: \"kc-secret-token-123");
+        let err = load(&target(dir.path(), &broken, None)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, ClusterError::KubeconfigSyntax { .. }),
+            "{msg}"
+        );
+        assert!(msg.contains("kc") && msg.contains("line"), "{msg}");
+        assert!(!msg.contains("kc-secret-token-123"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_context_lists_the_real_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(&target(dir.path(), KC, Some("nope"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("context 'nope' does not exist in the kubeconfig"),
+            "{msg}"
+        );
+        assert!(msg.contains("dev, arn:aws:eks"), "{msg}");
+        assert!(!msg.contains("--kubeconfig"), "{msg}");
+    }
+
+    #[test]
+    fn the_context_names_the_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = load(&target(dir.path(), KC, None)).unwrap();
+        assert_eq!(src.default_instance().unwrap(), "dev");
+        let eks = "arn:aws:eks:eu-west-1:123456789012:cluster/prod";
+        let src = load(&target(dir.path(), KC, Some(eks))).unwrap();
+        assert_eq!(
+            src.default_instance().unwrap(),
+            ownership::instance_from(eks)
+        );
+    }
 }

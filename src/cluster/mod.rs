@@ -8,6 +8,7 @@ pub mod dockerconfig;
 pub mod events;
 pub mod labels;
 pub mod namespaces;
+pub mod ownership;
 pub mod prune;
 pub mod secrets;
 pub mod service_accounts;

@@ -1,6 +1,9 @@
 //! Which namespaces a run writes to: exact names, glob patterns and a label selector, minus
 //! exclusions. Listing namespaces is only needed for patterns, selectors and pruning, so an
 //! install with per-namespace Roles keeps working without cluster-wide `list namespaces`.
+//!
+//! The listing asks for metadata only (`PartialObjectMetadataList`: no spec, status or object
+//! bodies) in pages of [`PAGE`], so memory stays bounded by a page whatever the cluster's size.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +11,13 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
+use crate::cluster::calls::{code_of, retrying};
 use crate::cluster::labels::{Selector, glob_matches, is_pattern};
+
+/// Namespaces per page of the listing.
+pub const PAGE: u32 = 500;
+/// How many times a listing whose continue token expired (410) is started over.
+const RESTARTS: u32 = 2;
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default)]
@@ -111,24 +120,45 @@ impl NamespaceSpec {
     }
 }
 
-/// Every namespace in the cluster, with its labels and whether it is being deleted.
+/// Every namespace in the cluster, with its labels and whether it is being deleted: metadata
+/// only, [`PAGE`] at a time. A continue token that expired between pages (410 Expired, after
+/// an etcd compaction) starts the listing over, so the result is one consistent snapshot.
 pub async fn list(client: Client) -> Result<Vec<Listed>, kube::Error> {
     let api: Api<Namespace> = Api::all(client);
-    let params = ListParams::default();
-    let list = crate::cluster::calls::retrying(|| api.list(&params)).await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter_map(|ns| {
-            let terminating = ns.metadata.deletion_timestamp.is_some()
-                || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
-            Some(Listed {
-                name: ns.metadata.name?,
-                labels: ns.metadata.labels.unwrap_or_default(),
-                terminating,
-            })
-        })
-        .collect())
+    let mut restarts = 0;
+    'listing: loop {
+        let mut listed = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut params = ListParams::default().limit(PAGE);
+            if let Some(t) = &token {
+                params = params.continue_token(t);
+            }
+            let page = match retrying(|| api.list_metadata(&params)).await {
+                Ok(page) => page,
+                Err(e) if code_of(&e) == Some(410) && token.is_some() && restarts < RESTARTS => {
+                    restarts += 1;
+                    tracing::warn!(
+                        "the namespace list expired between pages (410 Expired); listing again"
+                    );
+                    continue 'listing;
+                }
+                Err(e) => return Err(e),
+            };
+            listed.extend(page.items.into_iter().filter_map(|ns| {
+                let meta = ns.metadata;
+                Some(Listed {
+                    terminating: meta.deletion_timestamp.is_some(),
+                    name: meta.name?,
+                    labels: meta.labels.unwrap_or_default(),
+                })
+            }));
+            match page.metadata.continue_ {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(listed),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! `--prune`: removing our Secret from namespaces that are no longer selected, so a narrower
-//! selection leaves no stale credentials behind. Only a Secret with our name and our label is
-//! deleted, and only the very object that was read (uid precondition).
+//! selection leaves no stale credentials behind. Only a Secret with our name, our label and
+//! this install's instance label is deleted, and only the very object that was read (uid
+//! precondition): another install's Secrets, and those of an earlier version that no install
+//! has adopted yet, are never pruned.
 //!
 //! It reads each unselected namespace's Secret by name rather than listing Secrets: listing
 //! would need `list secrets` cluster-wide, which would let the refresher read every Secret.
@@ -10,8 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
 use crate::cluster::calls::{code_of, describe, exact_delete, retrying};
-use crate::cluster::secrets::owner_of;
-use crate::config::MANAGED_BY_VALUE;
+use crate::cluster::ownership::{self, Owner};
 
 /// What pruning did in one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,14 +23,14 @@ pub enum Pruned {
     Failed(String),
 }
 
-async fn prune_one(client: Client, namespace: &str, secret: &str) -> Pruned {
+async fn prune_one(client: Client, namespace: &str, secret: &str, instance: &str) -> Pruned {
     let api: Api<Secret> = Api::namespaced(client, namespace);
     let existing = match retrying(|| api.get_opt(secret)).await {
         Ok(Some(s)) => s,
         Ok(None) => return Pruned::Nothing,
         Err(e) => return Pruned::Failed(describe(&e)),
     };
-    if owner_of(&existing) != Some(MANAGED_BY_VALUE) {
+    if ownership::owner(existing.metadata.labels.as_ref(), instance) != Owner::Us {
         return Pruned::Nothing;
     }
     let params = exact_delete(&existing.metadata);
@@ -40,18 +41,19 @@ async fn prune_one(client: Client, namespace: &str, secret: &str) -> Pruned {
     }
 }
 
-/// Prunes `secret` from every namespace in `namespaces`, `concurrency` at a time, and logs what
-/// was removed. Returns how many namespaces failed.
+/// Prunes `secret` written by `instance` from every namespace in `namespaces`, `concurrency` at a
+/// time, and logs what was removed. Returns how many namespaces failed.
 pub async fn prune(
     client: Client,
     namespaces: &[String],
     secret: &str,
+    instance: &str,
     concurrency: usize,
 ) -> usize {
     let results: Vec<(String, Pruned)> = futures::stream::iter(namespaces)
         .map(|ns| {
             let client = client.clone();
-            async move { (ns.clone(), prune_one(client, ns, secret).await) }
+            async move { (ns.clone(), prune_one(client, ns, secret, instance).await) }
         })
         .buffer_unordered(concurrency)
         .collect()

@@ -18,7 +18,8 @@ use serde_json::json;
 
 use crate::cluster::budget::{Budget, Cut, Step, cut_of};
 use crate::cluster::calls::{code_of, describe, exact_delete, status_of};
-use crate::config::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
+use crate::cluster::ownership::{self, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Owner};
+use crate::config::Strategy;
 
 /// The Secret type for image-pull secrets.
 pub const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
@@ -36,21 +37,29 @@ pub struct DesiredSecret {
     name: String,
     data: BTreeMap<String, ByteString>,
     annotations: BTreeMap<String, String>,
+    /// This install's instance label value.
+    instance: String,
     /// The JSON patch of the update strategy, built once and reused for every namespace.
     patch: Patch<()>,
 }
 
 impl DesiredSecret {
-    pub fn new(name: &str, docker_config: &[u8], annotations: BTreeMap<String, String>) -> Self {
+    pub fn new(
+        name: &str,
+        docker_config: &[u8],
+        annotations: BTreeMap<String, String>,
+        instance: &str,
+    ) -> Self {
         let data = BTreeMap::from([(
             DOCKER_CONFIG_KEY.to_string(),
             ByteString(docker_config.to_vec()),
         )]);
-        let patch = Patch::Json(update_patch(&data, &annotations));
+        let patch = Patch::Json(update_patch(&data, &annotations, instance));
         DesiredSecret {
             name: name.to_string(),
             data,
             annotations,
+            instance: instance.to_string(),
             patch,
         }
     }
@@ -59,16 +68,17 @@ impl DesiredSecret {
         &self.name
     }
 
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// The full Secret object for `namespace`.
     pub fn object(&self, namespace: &str) -> Secret {
         Secret {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
                 namespace: Some(namespace.to_string()),
-                labels: Some(BTreeMap::from([(
-                    MANAGED_BY_LABEL.to_string(),
-                    MANAGED_BY_VALUE.to_string(),
-                )])),
+                labels: Some(ownership::labels(&self.instance)),
                 annotations: Some(self.annotations.clone()),
                 ..ObjectMeta::default()
             },
@@ -84,14 +94,16 @@ fn pointer_key(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// Tests that the Secret is ours and of the right type, then replaces data and our annotations,
-/// atomically: if a test fails the server applies nothing and answers 422.
+/// Tests that the Secret is ours (this instance's) and of the right type, then replaces data and
+/// our annotations, atomically: if a test fails the server applies nothing and answers 422.
 fn update_patch(
     data: &BTreeMap<String, ByteString>,
     annotations: &BTreeMap<String, String>,
+    instance: &str,
 ) -> json_patch::Patch {
     let mut ops = vec![
         json!({"op": "test", "path": format!("/metadata/labels/{}", pointer_key(MANAGED_BY_LABEL)), "value": MANAGED_BY_VALUE}),
+        json!({"op": "test", "path": format!("/metadata/labels/{}", pointer_key(INSTANCE_LABEL)), "value": instance}),
         json!({"op": "test", "path": "/type", "value": DOCKER_CONFIG_JSON}),
         json!({"op": "replace", "path": "/data", "value": data}),
     ];
@@ -132,6 +144,14 @@ pub enum WriteError {
         "Secret '{name}' exists but is not managed by ecr-secret-refresher ({MANAGED_BY_LABEL}={owner}); left unchanged. Pass --force to take it over, or pick another --secret-name"
     )]
     Foreign { name: String, owner: String },
+    #[error(
+        "Secret '{name}' was written by another install of ecr-secret-refresher ({INSTANCE_LABEL}={theirs}, this is {ours}); left unchanged. Give one of them another --secret-name, give both the same --instance if they are one install, or pass --force to take it over"
+    )]
+    OtherInstance {
+        name: String,
+        theirs: String,
+        ours: String,
+    },
     #[error("namespace does not exist: create it, or remove it from --namespaces")]
     NoNamespace,
     #[error("namespace is terminating; skipped")]
@@ -162,16 +182,6 @@ impl WriteError {
     pub fn lost_secret(&self) -> bool {
         matches!(self, WriteError::LeftWithoutSecret { .. })
     }
-}
-
-/// The value of our ownership label on a Secret, if it has one.
-pub(crate) fn owner_of(secret: &Secret) -> Option<&str> {
-    secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .map(String::as_str)
 }
 
 /// Writes the Secret into one namespace with the chosen strategy, within `budget`.
@@ -272,14 +282,25 @@ impl Writer<'_> {
         self.recreate_existing(existing).await
     }
 
+    /// Ours, a legacy Secret of ours (adopted by this write), or taken over with `--force`.
     fn check_owner(&self, existing: &Secret) -> Result<(), WriteError> {
-        match owner_of(existing) {
-            Some(MANAGED_BY_VALUE) => Ok(()),
-            _ if self.force => {
-                tracing::warn!(namespace = self.namespace, secret = %self.desired.name, "taking over a Secret this tool did not create (--force)");
+        let labels = existing.metadata.labels.as_ref();
+        match ownership::owner(labels, &self.desired.instance) {
+            Owner::Us => Ok(()),
+            Owner::Legacy => {
+                tracing::info!(namespace = self.namespace, secret = %self.desired.name, instance = %self.desired.instance, "adopting a Secret written by an earlier version (adding the instance label)");
                 Ok(())
             }
-            owner => Err(WriteError::Foreign {
+            _ if self.force => {
+                tracing::warn!(namespace = self.namespace, secret = %self.desired.name, "taking over a Secret this install did not create (--force)");
+                Ok(())
+            }
+            Owner::OtherInstance(theirs) => Err(WriteError::OtherInstance {
+                name: self.desired.name.clone(),
+                theirs: theirs.to_string(),
+                ours: self.desired.instance.clone(),
+            }),
+            Owner::Foreign(owner) => Err(WriteError::Foreign {
                 name: self.desired.name.clone(),
                 owner: owner.unwrap_or("<none>").to_string(),
             }),
@@ -293,7 +314,7 @@ impl Writer<'_> {
             let meta = &mut secret.metadata;
             meta.labels
                 .get_or_insert_with(BTreeMap::new)
-                .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+                .extend(ownership::labels(&self.desired.instance));
             meta.annotations
                 .get_or_insert_with(BTreeMap::new)
                 .extend(self.desired.annotations.clone());
@@ -325,33 +346,58 @@ impl Writer<'_> {
         })
     }
 
+    /// The one place a Secret is created. It refuses any type but dockerconfigjson, so no path
+    /// (a new Secret, a restore) can make the API server mint a ServiceAccount token or store
+    /// anything else under the refresher's name, whatever it read from the cluster.
+    async fn create_object(&self, object: &Secret, step: Step) -> Result<Secret, CreateError> {
+        if object.type_.as_deref() != Some(DOCKER_CONFIG_JSON) {
+            return Err(CreateError::Refused(
+                object.type_.clone().unwrap_or_else(|| "Opaque".into()),
+            ));
+        }
+        let params = PostParams::default();
+        self.budget
+            .retrying(step, || self.api.create(&params, object))
+            .await
+            .map_err(CreateError::Api)
+    }
+
     async fn create(&self, step: Step) -> Result<(), WriteError> {
         let object = self.desired.object(self.namespace);
-        let params = PostParams::default();
-        match self
-            .budget
-            .retrying(step, || self.api.create(&params, &object))
-            .await
-        {
-            Ok(_) => Ok(()),
+        let e = match self.create_object(&object, step).await {
+            Ok(_) => return Ok(()),
+            Err(CreateError::Api(e)) => e,
+            // Built by us with our type: unreachable, but never worth a panic.
+            Err(refused) => {
+                return Err(WriteError::Api {
+                    op: "create",
+                    name: self.desired.name.clone(),
+                    message: refused.to_string(),
+                });
+            }
+        };
+        match e {
             // A retried create whose first attempt was saved after all: ours, with our data.
-            Err(e) if code_of(&e) == Some(409) => match self.get(step).await? {
+            e if code_of(&e) == Some(409) => match self.get(step).await? {
                 Some(s)
-                    if owner_of(&s) == Some(MANAGED_BY_VALUE)
+                    if ownership::owner(s.metadata.labels.as_ref(), &self.desired.instance)
+                        == Owner::Us
                         && s.data.as_ref() == Some(&self.desired.data) =>
                 {
                     Ok(())
                 }
                 _ => Err(self.api_error("create", &e)),
             },
-            Err(e) if is_namespace_missing(&e) => Err(WriteError::NoNamespace),
-            Err(e) if is_namespace_terminating(&e) => Err(WriteError::Terminating),
-            Err(e) => Err(self.api_error("create", &e)),
+            e if is_namespace_missing(&e) => Err(WriteError::NoNamespace),
+            e if is_namespace_terminating(&e) => Err(WriteError::Terminating),
+            e => Err(self.api_error("create", &e)),
         }
     }
 
     /// Deletes `existing` (only if it is still the object we looked at) and creates ours. If the
-    /// create fails, puts the old Secret back, so the namespace keeps a Secret either way.
+    /// create fails, puts the old Secret back, so the namespace keeps a Secret either way;
+    /// except an old Secret of another type, which the refresher never creates (see
+    /// [`restorable`]): that case is reported as the loudest error.
     ///
     /// The delete starts only with enough budget left for both, and never after a signal; from
     /// then on, a second signal names this namespace as possibly without its Secret.
@@ -391,33 +437,70 @@ impl Writer<'_> {
                 None => e.to_string(),
             },
         };
-        let mut old = existing;
-        old.metadata.resource_version = None;
-        old.metadata.uid = None;
-        old.metadata.creation_timestamp = None;
-        old.metadata.managed_fields = None;
-        let params = PostParams::default();
-        match self
-            .budget
-            .retrying(Step::Restore, || self.api.create(&params, &old))
-            .await
-        {
+        let old = restorable(existing);
+        match self.create_object(&old, Step::Restore).await {
             Ok(_) => Err(WriteError::Restored { create: create_err }),
             // Someone else created one in the meantime: the namespace is not without a Secret.
-            Err(e) if code_of(&e) == Some(409) => Err(WriteError::Api {
+            Err(CreateError::Api(e)) if code_of(&e) == Some(409) => Err(WriteError::Api {
                 op: "create",
                 name: self.desired.name.clone(),
                 message: format!(
                     "{create_err}; meanwhile someone else created a Secret of that name"
                 ),
             }),
-            Err(e) => Err(WriteError::LeftWithoutSecret {
+            Err(CreateError::Api(e)) => Err(WriteError::LeftWithoutSecret {
                 create: create_err,
                 restore: describe(&e),
             }),
+            Err(refused) => {
+                tracing::error!(namespace = self.namespace, secret = %self.desired.name, "the old Secret was not put back: {refused}");
+                Err(WriteError::LeftWithoutSecret {
+                    create: create_err,
+                    restore: refused.to_string(),
+                })
+            }
         }
     }
 }
+
+/// Why a create was not made or failed.
+#[derive(Debug)]
+enum CreateError {
+    /// The object is of a type the refresher never creates.
+    Refused(String),
+    Api(kube::Error),
+}
+
+impl std::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CreateError::Refused(ty) => write!(
+                f,
+                "it was of type '{ty}', and the refresher only ever creates {DOCKER_CONFIG_JSON} Secrets (a Secret of another type could be made into a ServiceAccount token or hold anything); its data is lost, restore it from your own records if it mattered"
+            ),
+            CreateError::Api(e) => f.write_str(&describe(e)),
+        }
+    }
+}
+
+/// The old Secret as it can be created again: without server-set fields, and without the
+/// annotation that would ask the token controller for a ServiceAccount token. Its type is kept:
+/// [`Writer::create_object`] refuses it unless it is dockerconfigjson.
+fn restorable(mut old: Secret) -> Secret {
+    old.metadata.resource_version = None;
+    old.metadata.uid = None;
+    old.metadata.creation_timestamp = None;
+    old.metadata.managed_fields = None;
+    old.metadata.deletion_timestamp = None;
+    old.metadata.deletion_grace_period_seconds = None;
+    if let Some(a) = old.metadata.annotations.as_mut() {
+        a.remove(SERVICE_ACCOUNT_NAME_ANNOTATION);
+    }
+    old
+}
+
+/// Asks the token controller to fill a `service-account-token` Secret with that account's token.
+const SERVICE_ACCOUNT_NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
 
 /// A Secret's `type` cannot change and an `immutable` one cannot be edited: both need a new object.
 fn needs_recreate(existing: &Secret) -> bool {
@@ -447,7 +530,7 @@ mod tests {
             EXPIRES_AT_ANNOTATION.to_string(),
             "2026-01-01T00:00:00Z".to_string(),
         )]);
-        let d = DesiredSecret::new("ecr", b"{}", ann);
+        let d = DesiredSecret::new("ecr", b"{}", ann, "team-x");
         let Patch::Json(ops) = &d.patch else {
             panic!("the update patch is a JSON patch")
         };
@@ -456,6 +539,7 @@ mod tests {
             v,
             json!([
                 {"op": "test", "path": "/metadata/labels/app.kubernetes.io~1managed-by", "value": "ecr-secret-refresher"},
+                {"op": "test", "path": "/metadata/labels/ecr-secret-refresher~1instance", "value": "team-x"},
                 {"op": "test", "path": "/type", "value": "kubernetes.io/dockerconfigjson"},
                 {"op": "replace", "path": "/data", "value": {".dockerconfigjson": "e30="}},
                 {"op": "add", "path": "/metadata/annotations/ecr-secret-refresher~1expires-at", "value": "2026-01-01T00:00:00Z"}
@@ -465,10 +549,13 @@ mod tests {
 
     #[test]
     fn object_is_labelled_and_typed() {
-        let d = DesiredSecret::new("ecr", b"{}", BTreeMap::new());
+        let d = DesiredSecret::new("ecr", b"{}", BTreeMap::new(), "team-x");
         let s = d.object("team-a");
         assert_eq!(s.metadata.namespace.as_deref(), Some("team-a"));
-        assert_eq!(owner_of(&s), Some(MANAGED_BY_VALUE));
+        assert_eq!(
+            ownership::owner(s.metadata.labels.as_ref(), "team-x"),
+            Owner::Us
+        );
         assert_eq!(s.type_.as_deref(), Some(DOCKER_CONFIG_JSON));
         assert!(!needs_recreate(&s));
         let mut immutable = s.clone();
@@ -477,6 +564,32 @@ mod tests {
         let mut opaque = s;
         opaque.type_ = Some("Opaque".into());
         assert!(needs_recreate(&opaque));
+    }
+
+    #[test]
+    fn only_dockerconfigjson_is_ever_restored_as_is() {
+        let mut token = Secret {
+            type_: Some("kubernetes.io/service-account-token".into()),
+            ..Secret::default()
+        };
+        token.metadata.uid = Some("u".into());
+        token.metadata.annotations = Some(BTreeMap::from([(
+            SERVICE_ACCOUNT_NAME_ANNOTATION.to_string(),
+            "clusterrole-aggregation-controller".to_string(),
+        )]));
+        let r = restorable(token);
+        assert!(r.metadata.uid.is_none());
+        assert!(r.metadata.annotations.unwrap().is_empty());
+        assert_eq!(
+            r.type_.as_deref(),
+            Some("kubernetes.io/service-account-token"),
+            "kept, so that create_object refuses it"
+        );
+        let msg = CreateError::Refused("Opaque".into()).to_string();
+        assert!(
+            msg.contains("'Opaque'") && msg.contains(DOCKER_CONFIG_JSON),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -15,9 +15,10 @@ use crate::aws::registry::group_by_scope;
 use crate::aws::{credentials, ecr, ecr_public};
 use crate::cluster;
 use crate::cluster::calls::describe;
-use crate::cluster::secrets::{EXPIRES_AT_ANNOTATION, owner_of};
+use crate::cluster::ownership::{self, INSTANCE_LABEL, MANAGED_BY_LABEL, Owner};
+use crate::cluster::secrets::EXPIRES_AT_ANNOTATION;
 use crate::commands::refresh;
-use crate::config::{Config, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Strategy};
+use crate::config::{Config, Strategy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -196,7 +197,22 @@ async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
     }
 }
 
-async fn namespace_rows(client: &Client, config: &Config, namespace: &str) -> Vec<Check> {
+/// The overlay whose RBAC fits the selection: per-namespace Roles when the namespaces are exact
+/// names, the cluster-wide one when patterns, a selector or --prune need to list namespaces.
+pub fn rbac_fix(config: &Config) -> String {
+    if config.namespaces.needs_listing() || config.prune {
+        "grant them to the refresher's ServiceAccount (manifests/rbac): patterns, --namespace-selector and --prune list namespaces, so use the cluster-wide overlay, e.g. kubectl apply -k manifests/overlays/cluster".into()
+    } else {
+        "grant them to the refresher's ServiceAccount (manifests/rbac): with exact namespace names a Role per namespace is enough, e.g. the namespaced overlay (copy manifests/overlays/namespaced/team-a/ for each namespace, then kubectl apply -k manifests/overlays/namespaced)".into()
+    }
+}
+
+async fn namespace_rows(
+    client: &Client,
+    config: &Config,
+    instance: &str,
+    namespace: &str,
+) -> Vec<Check> {
     let mut rows = Vec::new();
     let mut denied = Vec::new();
     for (verb, resource, named) in needed_permissions(config) {
@@ -231,59 +247,72 @@ async fn namespace_rows(client: &Client, config: &Config, namespace: &str) -> Ve
             "",
         ));
     } else {
-        rows.push(row(rbac, Status::Fail, format!("denied: {}", denied.join(", ")), "grant them to the refresher's ServiceAccount (manifests/rbac), e.g. kubectl apply -k manifests/overlays/cluster"));
+        rows.push(row(
+            rbac,
+            Status::Fail,
+            format!("denied: {}", denied.join(", ")),
+            rbac_fix(config),
+        ));
     }
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let name = format!("Secret {namespace}/{}", config.secret_name);
     match api.get_opt(&config.secret_name).await {
         Ok(None) => rows.push(row(name, Status::Ok, "none yet: a refresh creates it", "")),
         Ok(Some(s)) => {
-            let owner = owner_of(&s).map(String::from);
             let expires = s
                 .metadata
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(EXPIRES_AT_ANNOTATION))
                 .cloned();
-            if owner.as_deref() == Some(MANAGED_BY_VALUE) {
-                let stale = expires
-                    .as_deref()
-                    .and_then(|e| e.parse::<jiff::Timestamp>().ok())
-                    .is_some_and(|t| t < jiff::Timestamp::now());
-                let detail = format!(
-                    "ours, expires {}",
-                    expires.unwrap_or_else(|| "at an unknown time".into())
-                );
-                if stale {
-                    rows.push(row(
-                        name,
-                        Status::Warn,
-                        detail + " (expired)",
-                        "run a refresh; check the CronJob's last runs",
-                    ));
-                } else {
-                    rows.push(row(name, Status::Ok, detail, ""));
-                }
-            } else if config.force {
-                rows.push(row(
-                    name,
-                    Status::Warn,
+            let labels = s.metadata.labels.as_ref();
+            let not_ours = match ownership::owner(labels, instance) {
+                Owner::Us | Owner::Legacy => None,
+                Owner::OtherInstance(theirs) => Some((
                     format!(
-                        "not ours ({MANAGED_BY_LABEL}={}); --force takes it over",
-                        owner.unwrap_or_else(|| "<none>".into())
+                        "written by another install ({INSTANCE_LABEL}={theirs}, this is {instance})"
                     ),
-                    "",
-                ));
-            } else {
-                rows.push(row(
-                    name,
-                    Status::Fail,
+                    "give one of them another --secret-name, or the same --instance if they are one install",
+                )),
+                Owner::Foreign(owner) => Some((
                     format!(
                         "not ours ({MANAGED_BY_LABEL}={})",
-                        owner.unwrap_or_else(|| "<none>".into())
+                        owner.unwrap_or("<none>")
                     ),
                     "pass --force to take it over, or pick another --secret-name",
-                ));
+                )),
+            };
+            match not_ours {
+                None => {
+                    let stale = expires
+                        .as_deref()
+                        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+                        .is_some_and(|t| t < jiff::Timestamp::now());
+                    let mut detail = format!(
+                        "ours, expires {}",
+                        expires.unwrap_or_else(|| "at an unknown time".into())
+                    );
+                    if ownership::owner(labels, instance) == Owner::Legacy {
+                        detail += "; written by an earlier version, adopted on the next refresh";
+                    }
+                    if stale {
+                        rows.push(row(
+                            name,
+                            Status::Warn,
+                            detail + " (expired)",
+                            "run a refresh; check the CronJob's last runs",
+                        ));
+                    } else {
+                        rows.push(row(name, Status::Ok, detail, ""));
+                    }
+                }
+                Some((detail, _)) if config.force => rows.push(row(
+                    name,
+                    Status::Warn,
+                    format!("{detail}; --force takes it over"),
+                    "",
+                )),
+                Some((detail, fix)) => rows.push(row(name, Status::Fail, detail, fix)),
             }
         }
         Err(e) => rows.push(row(
@@ -297,17 +326,26 @@ async fn namespace_rows(client: &Client, config: &Config, namespace: &str) -> Ve
 }
 
 async fn cluster_checks(config: &Config, rows: &mut Vec<Check>) {
-    let client = match cluster::client::connect(&config.kube).await {
+    let config_failed = |rows: &mut Vec<Check>, e: cluster::client::ClusterError| {
+        let fix = e.fix();
+        rows.push(row("Kubernetes config", Status::Fail, e.to_string(), fix));
+    };
+    let source = match cluster::client::load(&config.kube) {
+        Ok(s) => s,
+        Err(e) => return config_failed(rows, e),
+    };
+    let instance = match config
+        .instance
+        .clone()
+        .map(Ok)
+        .unwrap_or_else(|| source.default_instance())
+    {
+        Ok(i) => i,
+        Err(e) => return config_failed(rows, e),
+    };
+    let client = match source.connect().await {
         Ok(c) => c,
-        Err(e) => {
-            rows.push(row(
-                "Kubernetes config",
-                Status::Fail,
-                e.to_string(),
-                "check --kubeconfig, --context or KUBECONFIG",
-            ));
-            return;
-        }
+        Err(e) => return config_failed(rows, e),
     };
     match client.apiserver_version().await {
         Ok(v) => rows.push(row(
@@ -333,7 +371,7 @@ async fn cluster_checks(config: &Config, rows: &mut Vec<Check>) {
             return;
         }
     };
-    let mut detail = format!("{} selected", selection.targets.len());
+    let mut detail = format!("{} selected, instance {instance}", selection.targets.len());
     if !selection.skipped.is_empty() {
         let _ = write!(detail, ", {} skipped", selection.skipped.len());
     }
@@ -347,8 +385,18 @@ async fn cluster_checks(config: &Config, rows: &mut Vec<Check>) {
             "create them, or remove them from --namespaces",
         ));
     }
+    if config.prune && !config.namespaces.needs_listing() {
+        rows.push(row(
+            "Prune",
+            Status::Warn,
+            format!(
+                "--prune with exact names only: every other namespace loses the Secret that instance {instance} wrote there"
+            ),
+            "fine if that is what you want; if several jobs run as this instance with different lists, give each its own --instance",
+        ));
+    }
     let per_ns: Vec<Vec<Check>> = futures::stream::iter(selection.targets.iter())
-        .map(|t| namespace_rows(&client, config, &t.name))
+        .map(|t| namespace_rows(&client, config, &instance, &t.name))
         .buffered(config.concurrency)
         .collect()
         .await;

@@ -24,9 +24,7 @@ use crate::aws::registry_api::{self, V2Outcome};
 use crate::aws::repository::{self, Manifest, PULL_ACTIONS, Refusal, Target};
 use crate::cluster;
 use crate::cluster::calls::{code_of, describe};
-use crate::cluster::secrets::{
-    DOCKER_CONFIG_JSON, DOCKER_CONFIG_KEY, EXPIRES_AT_ANNOTATION, owner_of,
-};
+use crate::cluster::secrets::{DOCKER_CONFIG_JSON, DOCKER_CONFIG_KEY, EXPIRES_AT_ANNOTATION};
 use crate::config::{Config, DoctorArgs, LogFormat, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::sensitive::Sensitive;
 use base64::Engine;
@@ -873,7 +871,13 @@ pub fn check_secret(
     host: &str,
     now: jiff::Timestamp,
 ) -> Result<String, (String, String)> {
-    let owner = owner_of(secret);
+    // Any install of the refresher keeps it fresh; which one does not matter to a pull.
+    let owner = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str);
     if owner != Some(MANAGED_BY_VALUE) {
         return Err((
             format!("not written by ecr-secret-refresher ({MANAGED_BY_LABEL}={})", owner.unwrap_or("<none>")),

@@ -22,6 +22,7 @@ use crate::aws::{credentials, ecr, ecr_public};
 use crate::cluster::budget::Budget;
 use crate::cluster::dockerconfig::{docker_config_json, redacted_docker_config_json};
 use crate::cluster::namespaces::{self, Selection, Target};
+use crate::cluster::ownership::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::cluster::secrets::WriteError;
 use crate::cluster::secrets::{
     self, DOCKER_CONFIG_JSON, DOCKER_CONFIG_KEY, DesiredSecret, EXPIRES_AT_ANNOTATION,
@@ -29,7 +30,7 @@ use crate::cluster::secrets::{
 };
 use crate::cluster::service_accounts::{self, SaOutcome};
 use crate::cluster::{self, events, prune};
-use crate::config::{Config, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::config::Config;
 use crate::report::{NamespaceResult, Outcome, RunStatus, Summary, log_result, log_summary};
 use crate::shutdown::{self, Stop};
 
@@ -175,21 +176,32 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     let annotations = annotations(&tokens.auths, tokens.expires_at);
     // A dry run that names every namespace exactly needs no cluster at all. A run that writes
     // checks once that the API server answers, rather than fail every namespace one by one.
-    let client = if config.dry_run && !config.namespaces.needs_listing() {
-        None
-    } else if config.dry_run {
-        Some(cluster::client::connect(&config.kube).await?)
-    } else {
-        let check = async { Ok(cluster::client::connect_checked(&config.kube).await?) };
-        Some(
-            before(
-                deadline,
-                &stop,
-                "the connection check of the Kubernetes API server",
-                check,
-            )
-            .await?,
-        )
+    let needs_cluster = !config.dry_run || config.namespaces.needs_listing();
+    let source = match cluster::client::load(&config.kube) {
+        Ok(s) => Some(s),
+        Err(e) if needs_cluster => return Err(e.into()),
+        Err(_) => None,
+    };
+    let instance = match (&config.instance, &source) {
+        (Some(i), _) => Some(i.clone()),
+        (None, Some(s)) => match s.default_instance() {
+            Ok(i) => Some(i),
+            Err(e) if needs_cluster => return Err(e.into()),
+            Err(_) => None,
+        },
+        (None, None) => None,
+    };
+    if config.prune && !config.namespaces.needs_listing() {
+        warn_prune_with_exact_names(config, instance.as_deref().unwrap_or("?"));
+    }
+    let client = match source.filter(|_| needs_cluster) {
+        Some(source) if config.dry_run => Some(source.connect().await?),
+        Some(source) => {
+            let check = async { Ok(source.connect_checked().await?) };
+            let what = "the connection check of the Kubernetes API server";
+            Some(before(deadline, &stop, what, check).await?)
+        }
+        None => None,
     };
     let selection = match &client {
         Some(c) => {
@@ -218,8 +230,15 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     for r in &results {
         log_result(r, &config.secret_name, &hosts);
     }
-    let Some(client) = client.filter(|_| !config.dry_run) else {
-        print_dry_run(config, &selection.targets, &tokens.auths, &annotations);
+    let (Some(client), Some(instance)) = (client.filter(|_| !config.dry_run), instance.clone())
+    else {
+        print_dry_run(
+            config,
+            &selection.targets,
+            &tokens.auths,
+            &annotations,
+            instance.as_deref(),
+        );
         return Ok(if selection.missing.is_empty() {
             RunStatus::Refreshed
         } else {
@@ -230,7 +249,9 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
         &config.secret_name,
         docker_config_json(&tokens.auths).expose().as_bytes(),
         annotations,
+        &instance,
     );
+    tracing::info!(instance = %instance, "writing as instance {instance}");
     let ctx = Context {
         client: client.clone(),
         config,
@@ -247,6 +268,7 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
                     client,
                     &selection.unselected,
                     &config.secret_name,
+                    &instance,
                     config.concurrency,
                 );
                 // Pruning only deletes what is no longer wanted: it can stop at once.
@@ -371,36 +393,53 @@ async fn write_all(ctx: &Context<'_>, targets: &[Target]) -> Vec<NamespaceResult
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Prints the Secrets that would be written, as a `v1 List`, with passwords redacted.
+/// `--prune` with exact names only prunes every other namespace of the cluster: right when a
+/// name was dropped from the list, wrong when two jobs of one instance split a list.
+fn warn_prune_with_exact_names(config: &Config, instance: &str) {
+    tracing::warn!(
+        instance = %instance,
+        "--prune with exact names only: every namespace not in --namespaces loses the Secret '{}' that instance {instance} wrote there, and listing them needs `list` on namespaces. If two jobs run as this instance (same ServiceAccount or kubeconfig context) with different lists, give each its own --instance",
+        config.secret_name
+    );
+}
+
+/// What `--dry-run` prints on stdout.
+pub const DRY_RUN_NOTICE: &str = "PREVIEW of ecr-secret-refresher --dry-run: nothing was written. This is not a Kubernetes manifest and cannot be applied (the passwords are redacted); run without --dry-run to write the Secrets.";
+
+/// Prints what would be written: one description of the Secret, which is the same in every
+/// namespace, and the namespaces. Deliberately not a Kubernetes object or List (no apiVersion,
+/// no kind anywhere), so that `kubectl apply -f -` refuses it instead of replacing working
+/// Secrets with redacted ones.
 fn print_dry_run(
     config: &Config,
     targets: &[Target],
     auths: &[RegistryAuth],
     annotations: &BTreeMap<String, String>,
+    instance: Option<&str>,
 ) {
-    let redacted = redacted_docker_config_json(auths);
-    let items: Vec<serde_json::Value> = targets
-        .iter()
-        .map(|t| {
-            let ns = &t.name;
-            json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {
-                    "name": config.secret_name,
-                    "namespace": ns,
-                    "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
-                    "annotations": annotations,
-                },
-                "type": DOCKER_CONFIG_JSON,
-                "stringData": {DOCKER_CONFIG_KEY: redacted},
-            })
-        })
-        .collect();
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let redacted: serde_json::Value =
+        serde_json::from_str(&redacted_docker_config_json(auths)).unwrap_or_default();
+    let instance = instance.unwrap_or("<unknown without a kubeconfig: pass --instance>");
+    let registries: Vec<&str> = auths.iter().map(|a| a.host.as_str()).collect();
+    let namespaces: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    let preview = json!({
+        "preview": DRY_RUN_NOTICE,
+        "namespaces": namespaces,
+        "secret": {
+            "name": config.secret_name,
+            "type": DOCKER_CONFIG_JSON,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INSTANCE_LABEL: instance},
+            "annotations": annotations,
+            "registries": registries,
+            DOCKER_CONFIG_KEY: redacted,
+        },
+    });
     println!(
         "{}",
-        serde_json::to_string_pretty(&list).unwrap_or_default()
+        serde_json::to_string_pretty(&preview).unwrap_or_default()
     );
-    tracing::info!(namespaces = targets.len(), "dry run: nothing was written");
+    tracing::info!(
+        namespaces = targets.len(),
+        "dry run: nothing was written; stdout holds a preview, not a manifest"
+    );
 }

@@ -45,6 +45,12 @@ pub struct Request {
     pub status: u16,
     /// Content type of a PATCH, empty otherwise.
     pub patch_type: String,
+    /// The query string, undecoded (e.g. `limit=500&continue=…`).
+    pub query: String,
+    /// The `Accept` header (e.g. `application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`).
+    pub accept: String,
+    /// The `kind` of the body the server answered with (e.g. `PartialObjectMetadataList`).
+    pub answered_kind: String,
     /// When the server answered (when it arrived, for a hung request).
     pub at: std::time::Instant,
 }
@@ -65,6 +71,8 @@ pub struct Fault {
     pub times: Option<usize>,
     /// Wait this long before answering (the request is still served unless `status` is 0).
     pub delay: Option<Duration>,
+    /// Let this many matching requests through before the fault starts firing.
+    pub skip: usize,
     /// Remove this namespace (and everything in it) when the fault fires, before serving.
     pub remove_namespace: Option<String>,
     /// Store this object `(resource, namespace, object)` when the fault fires, before serving:
@@ -87,6 +95,7 @@ impl Fault {
             message: format!("injected fault {status}"),
             retry_after: None,
             times: None,
+            skip: 0,
             delay: None,
             remove_namespace: None,
             put: None,
@@ -149,6 +158,11 @@ impl Fault {
         self.times = Some(times);
         self
     }
+    /// Lets the first `n` matching requests through untouched.
+    pub fn skip(mut self, n: usize) -> Self {
+        self.skip = n;
+        self
+    }
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
@@ -175,6 +189,8 @@ pub(crate) struct State {
     pub(crate) rules: Option<Vec<Rule>>,
     /// Serve requests without a bearer token (kubectl sends none over plain HTTP).
     pub(crate) anonymous: bool,
+    /// Continue tokens issued at or before this revision have expired.
+    pub(crate) compacted: u64,
 }
 
 /// A running fake API server. Dropping it stops accepting connections.
@@ -218,15 +234,23 @@ impl FakeKube {
         Ok(path)
     }
 
-    /// Creates a namespace with the given labels.
+    /// Creates a namespace with the given labels, as the API server stores one that
+    /// `kubectl create namespace` made: with the `kubernetes.io/metadata.name` label the server
+    /// adds, the `kubernetes` finalizer, and managedFields.
     pub fn add_namespace(&self, name: &str, labels: &[(&str, &str)]) {
-        let labels: serde_json::Map<String, Value> = labels
+        let mut labels: serde_json::Map<String, Value> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
+        labels.insert("kubernetes.io/metadata.name".into(), json!(name));
         let obj = json!({
             "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": labels},
+            "metadata": {"name": name, "labels": labels, "managedFields": [{
+                "manager": "kubectl-create", "operation": "Update", "apiVersion": "v1",
+                "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:kubernetes.io/metadata.name": {}}}}
+            }]},
+            "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"}
         });
         let mut st = self.state();
@@ -297,6 +321,13 @@ impl FakeKube {
 
     pub fn clear_requests(&self) {
         self.state().log.clear();
+    }
+
+    /// Compacts the store's history, as etcd does every few minutes: a list continue token
+    /// issued before now then answers 410 Expired.
+    pub fn compact(&self) {
+        let mut st = self.state();
+        st.compacted = st.store.revision().parse().unwrap_or(0);
     }
 }
 

@@ -40,13 +40,23 @@ pub(crate) fn reason_for(status: u16) -> &'static str {
     }
 }
 
+#[derive(Debug)]
 struct Status {
     code: u16,
     reason: String,
     message: String,
     name: String,
     kind: String,
+    /// The rarely set parts, boxed to keep `Status` small as an error type.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Default)]
+struct Extra {
     retry_after: Option<u64>,
+    /// `metadata.continue`: on a 410 for an expired list token, where an inconsistent list may
+    /// go on from.
+    continue_token: Option<String>,
 }
 
 impl Status {
@@ -57,7 +67,7 @@ impl Status {
             message: message.into(),
             name: String::new(),
             kind: String::new(),
-            retry_after: None,
+            extra: None,
         }
     }
     fn reason(mut self, reason: &str) -> Self {
@@ -85,6 +95,7 @@ impl Status {
         .details(resource, name)
     }
     fn into_response(self) -> Response {
+        let retry_after = self.extra.as_ref().and_then(|e| e.retry_after);
         let mut details = serde_json::Map::new();
         if !self.name.is_empty() {
             details.insert("name".into(), json!(self.name));
@@ -92,16 +103,20 @@ impl Status {
         if !self.kind.is_empty() {
             details.insert("kind".into(), json!(self.kind));
         }
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = retry_after {
             details.insert("retryAfterSeconds".into(), json!(secs));
         }
+        let metadata = match self.extra.as_ref().and_then(|e| e.continue_token.as_ref()) {
+            Some(t) => json!({"continue": t}),
+            None => json!({}),
+        };
         let body = json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "kind": "Status", "apiVersion": "v1", "metadata": metadata,
             "status": "Failure", "message": self.message, "reason": self.reason,
             "details": details, "code": self.code,
         });
         let mut resp = json_response(self.code, &body);
-        if let Some(secs) = self.retry_after
+        if let Some(secs) = retry_after
             && let Ok(v) = secs.to_string().parse()
         {
             resp.headers_mut().insert("retry-after", v);
@@ -219,6 +234,12 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let accept = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let authorized = req
         .headers()
         .get("authorization")
@@ -248,6 +269,9 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
         } else {
             String::new()
         },
+        query: query.clone(),
+        accept: accept.clone(),
+        answered_kind: String::new(),
         at: std::time::Instant::now(),
     };
 
@@ -261,6 +285,10 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
         let mut puts = Vec::new();
         for fault in st.faults.iter_mut() {
             if !fault.matches(&entry) || fault.times == Some(0) {
+                continue;
+            }
+            if fault.skip > 0 {
+                fault.skip -= 1;
                 continue;
             }
             if let Some(n) = fault.times.as_mut() {
@@ -279,7 +307,12 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
             }
             if fault.status != 0 {
                 let mut s = Status::new(fault.status, fault.message.clone()).reason(&fault.reason);
-                s.retry_after = fault.retry_after;
+                s.extra = fault.retry_after.map(|secs| {
+                    Box::new(Extra {
+                        retry_after: Some(secs),
+                        ..Extra::default()
+                    })
+                });
                 injected = Some(s);
                 break;
             }
@@ -323,10 +356,17 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
             &entry.verb,
             &query,
             &content_type,
+            &accept,
             &body,
         ) {
-            Ok((code, body)) => json_response(code, &body),
-            Err(status) => status.into_response(),
+            Ok((code, body)) => {
+                entry.answered_kind = body["kind"].as_str().unwrap_or("").to_string();
+                json_response(code, &body)
+            }
+            Err(status) => {
+                entry.answered_kind = "Status".into();
+                status.into_response()
+            }
         }
     };
     entry.status = resp.status().as_u16();
@@ -377,6 +417,7 @@ fn parse_body(body: &Bytes) -> Result<Value, Status> {
     serde_json::from_slice(body).map_err(|e| Status::new(400, format!("invalid JSON body: {e}")))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn route(
     st: &mut State,
     method: &Method,
@@ -384,6 +425,7 @@ fn route(
     verb: &str,
     query: &str,
     content_type: &str,
+    accept: &str,
     body: &Bytes,
 ) -> Outcome {
     if t.resource == "version" {
@@ -429,11 +471,8 @@ fn route(
                 (_, ns) => Some(ns),
             };
             let items = st.store.list(res, scope, &selector);
-            Ok((
-                200,
-                json!({"kind": format!("{kind}List"), "apiVersion": "v1",
-                       "metadata": {"resourceVersion": st.store.revision()}, "items": items}),
-            ))
+            let page = paginate(st, items, query)?;
+            Ok((200, list_body(kind, page, accept, st.store.revision())))
         }
         "get" => st
             .store
@@ -578,6 +617,128 @@ fn route(
     }
 }
 
+/// One page of a list: the items, and the list metadata that goes with them.
+struct Page {
+    items: Vec<Value>,
+    continue_token: Option<String>,
+    remaining: usize,
+}
+
+/// `limit` and `continue` as the API server serves them: items in key order, at most `limit`
+/// per page, a continue token (base64 of `{"v","rv","start"}`, as the apiserver encodes it)
+/// while more remain, with `remainingItemCount`. A token that does not decode answers 400; one
+/// from before a compaction answers 410 Expired.
+fn paginate(st: &State, items: Vec<Value>, query: &str) -> Result<Page, Status> {
+    let limit = query_param(query, "limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let (rv, start) = match query_param(query, "continue").filter(|c| !c.is_empty()) {
+        None => (st.store.revision().parse::<u64>().unwrap_or(0), None),
+        Some(token) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(&token)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .filter(|v| v["v"] == "meta.k8s.io/v1");
+            let Some(v) = decoded else {
+                return Err(Status::new(
+                    400,
+                    "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+                ));
+            };
+            // rv -1 is the apiserver's "continue at the latest revision" after a 410.
+            let latest = st.store.revision().parse::<u64>().unwrap_or(0);
+            let rv = match v["rv"].as_i64() {
+                Some(-1) => latest,
+                Some(rv) if rv > 0 => rv as u64,
+                _ => 0,
+            };
+            if v["rv"].as_i64() != Some(-1) && rv <= st.compacted {
+                let mut expired = Status::new(
+                    410,
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                );
+                // Like the apiserver: a token at "latest" (rv -1) from the same key, for clients
+                // that accept an inconsistent list.
+                let next = json!({"v": "meta.k8s.io/v1", "rv": -1, "start": v["start"]});
+                expired.extra = Some(Box::new(Extra {
+                    continue_token: Some(
+                        base64::engine::general_purpose::STANDARD.encode(next.to_string()),
+                    ),
+                    ..Extra::default()
+                }));
+                return Err(expired);
+            }
+            let start = v["start"]
+                .as_str()
+                .unwrap_or("")
+                .trim_end_matches('\0')
+                .to_string();
+            (rv, Some(start))
+        }
+    };
+    // The store's order: (namespace, name), compared as a pair.
+    let key = |o: &Value| {
+        (
+            o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            name_of(o),
+        )
+    };
+    let start = start.map(|s| match s.split_once('/') {
+        Some((ns, name)) => (ns.to_string(), name.to_string()),
+        None => (String::new(), s),
+    });
+    let rest: Vec<Value> = items
+        .into_iter()
+        .filter(|o| start.as_ref().is_none_or(|s| &key(o) > s))
+        .collect();
+    let Some(limit) = limit.filter(|l| *l < rest.len()) else {
+        return Ok(Page {
+            items: rest,
+            continue_token: None,
+            remaining: 0,
+        });
+    };
+    let mut items = rest;
+    let remaining = items.split_off(limit);
+    let (ns, name) = items.last().map(key).unwrap_or_default();
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{ns}/{name}\0")});
+    Ok(Page {
+        items,
+        continue_token: Some(base64::engine::general_purpose::STANDARD.encode(token.to_string())),
+        remaining: remaining.len(),
+    })
+}
+
+/// A list response: the full objects, or, when the client asks for
+/// `application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`, their metadata only, as
+/// the API server's content negotiation answers.
+fn list_body(kind: &str, page: Page, accept: &str, revision: String) -> Value {
+    let mut meta = json!({"resourceVersion": revision});
+    if let Some(token) = page.continue_token {
+        meta["continue"] = json!(token);
+        meta["remainingItemCount"] = json!(page.remaining);
+    }
+    let metadata_only = accept.split(',').any(|a| {
+        let params: Vec<&str> = a.split(';').map(str::trim).collect();
+        params.contains(&"as=PartialObjectMetadataList")
+            && params.contains(&"g=meta.k8s.io")
+            && params.contains(&"v=v1")
+    });
+    if metadata_only {
+        let items: Vec<Value> = page
+            .items
+            .into_iter()
+            .map(|o| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}))
+            .collect();
+        return json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items});
+    }
+    json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": meta, "items": page.items})
+}
+
 fn check_namespace_field(obj: &Value, ns: &str) -> Result<(), Status> {
     match obj["metadata"]["namespace"].as_str() {
         Some(have) if !have.is_empty() && have != ns => Err(Status::new(
@@ -588,10 +749,19 @@ fn check_namespace_field(obj: &Value, ns: &str) -> Result<(), Status> {
     }
 }
 
-/// Defaults the API server applies: kind and apiVersion, Secret `type`, `stringData` folded into `data`.
+/// Defaults the API server applies: kind and apiVersion, the namespace name label, Secret
+/// `type`, `stringData` folded into `data`.
 fn normalize(obj: &mut Value, kind: &str) {
     obj["kind"] = json!(kind);
     obj["apiVersion"] = json!("v1");
+    if kind == "Namespace" {
+        // The API server labels every namespace with its name (GA since 1.22).
+        let name = name_of(obj);
+        if !obj["metadata"]["labels"].is_object() {
+            obj["metadata"]["labels"] = json!({});
+        }
+        obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+    }
     if kind == "Secret" {
         if obj["type"].as_str().is_none() {
             obj["type"] = json!("Opaque");
@@ -747,6 +917,9 @@ fn access_review(st: &mut State, body: &Bytes) -> Outcome {
         name: s("name"),
         status: 0,
         patch_type: String::new(),
+        query: String::new(),
+        accept: String::new(),
+        answered_kind: String::new(),
         at: std::time::Instant::now(),
     };
     let allowed = st
@@ -770,6 +943,57 @@ mod tests {
         assert_eq!(
             reqs[2],
             Requirement::In("tier".into(), vec!["web".into(), "api".into()])
+        );
+    }
+
+    #[test]
+    fn lists_page_with_continue_and_answer_metadata_only_when_asked() {
+        let mut st = State::default();
+        for i in 0..5 {
+            st.store
+                .insert_raw("namespaces", "", json!({"metadata": {"name": format!("ns-{i}")}, "spec": {"finalizers": ["kubernetes"]}}));
+        }
+        let all = || st.store.list("namespaces", Some(""), &[]);
+        const META: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+        let page = paginate(&st, all(), "limit=2").unwrap();
+        let body = list_body("Namespace", page, META, st.store.revision());
+        assert_eq!(body["kind"], "PartialObjectMetadataList");
+        assert_eq!(body["apiVersion"], "meta.k8s.io/v1");
+        assert_eq!(body["metadata"]["remainingItemCount"], 3);
+        assert_eq!(body["items"][0]["kind"], "PartialObjectMetadata");
+        assert_eq!(body["items"][1]["metadata"]["name"], "ns-1");
+        assert!(body["items"][0].get("spec").is_none(), "metadata only");
+        let token = body["metadata"]["continue"].as_str().unwrap().to_string();
+        let query = format!("limit=2&continue={token}");
+        let page = paginate(&st, all(), &query).unwrap();
+        let body = list_body("Namespace", page, "application/json", st.store.revision());
+        assert_eq!(body["kind"], "NamespaceList");
+        assert_eq!(body["items"][0]["metadata"]["name"], "ns-2");
+        assert_eq!(body["items"][0]["spec"]["finalizers"][0], "kubernetes");
+        let last = body["metadata"]["continue"].as_str().unwrap().to_string();
+        let page = paginate(&st, all(), &format!("limit=2&continue={last}")).unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert!(page.continue_token.is_none());
+        // A token that does not decode is a bad request; one from before a compaction expired.
+        let bad = paginate(&st, all(), "limit=2&continue=bm90LWEtdG9rZW4=")
+            .err()
+            .unwrap();
+        assert_eq!((bad.code, bad.reason.as_str()), (400, "BadRequest"));
+        st.compacted = st.store.revision().parse().unwrap();
+        let gone = paginate(&st, all(), &query).err().unwrap();
+        assert_eq!((gone.code, gone.reason.as_str()), (410, "Expired"));
+        let onward = gone
+            .extra
+            .and_then(|e| e.continue_token)
+            .expect("a 410 offers an inconsistent continuation");
+        let rest = paginate(&st, all(), &format!("limit=2&continue={onward}")).unwrap();
+        assert_eq!(
+            rest.items[0]["metadata"]["name"], "ns-2",
+            "from where the token was"
+        );
+        assert!(
+            paginate(&st, all(), "limit=2").is_ok(),
+            "a new list still works"
         );
     }
 
