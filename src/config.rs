@@ -44,7 +44,8 @@ pub enum LogFormat {
 ///
 /// One run gets an ECR token per region, then writes a kubernetes.io/dockerconfigjson Secret
 /// into each namespace, and exits: 0 when every namespace was refreshed, 1 when some failed,
-/// 2 when nothing could be done (configuration, credentials, tokens, cluster connection).
+/// 2 when nothing was done and something must be fixed (flags, credentials, permissions), 3 when
+/// nothing was done because AWS or the API server did not answer or failed (a later run may pass).
 #[derive(Debug, Parser)]
 #[command(
     name = "ecr-secret-refresher",

@@ -36,8 +36,12 @@ pub enum RunStatus {
     Refreshed,
     /// Some namespaces failed (exit 1).
     SomeFailed,
-    /// Nothing could be done: configuration, credentials, tokens or the cluster connection (exit 2).
+    /// Nothing was done, and running again will not help until something is fixed:
+    /// configuration, credentials, permissions (exit 2). The shipped Jobs fail at once on it.
     NothingDone,
+    /// Nothing was done, but a later run may pass without any change: AWS or the API server did
+    /// not answer, throttled, or failed on its side (exit 3). The shipped Jobs retry it.
+    Unavailable,
 }
 
 impl RunStatus {
@@ -46,6 +50,7 @@ impl RunStatus {
             RunStatus::Refreshed => ExitCode::SUCCESS,
             RunStatus::SomeFailed => ExitCode::from(1),
             RunStatus::NothingDone => ExitCode::from(2),
+            RunStatus::Unavailable => ExitCode::from(3),
         }
     }
 }

@@ -275,6 +275,42 @@ async fn token_failure_changes_nothing_in_the_cluster() {
     }
 }
 
+/// An outage is not a configuration mistake: the run still changes nothing, but exits 3, which
+/// the shipped Jobs retry, where an AccessDenied (above) exits 2, which they do not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_call_that_stays_throttled_or_failing_exits_3() {
+    let h = Harness::new(NS).await;
+    for (status, code) in [
+        (400, "ThrottlingException"),
+        (503, "ServiceUnavailableException"),
+    ] {
+        h.aws.fail(AwsFault {
+            operation: Some("GetAuthorizationToken".into()),
+            status,
+            code: code.into(),
+            message: "injected".into(),
+        });
+        let run = h.run(&["--namespaces", "team-a"]).await;
+        assert_eq!(run.code, 3, "{code}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(code) && run.stderr.contains("may pass on a later run"),
+            "{code}: {}",
+            run.stderr
+        );
+        assert_no_secrets(&run.output());
+    }
+    let token_calls = h
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "GetAuthorizationToken")
+        .count();
+    // The SDK's own retries come first: 4 attempts per run.
+    assert_eq!(token_calls, 8);
+    assert!(h.kube.requests().is_empty(), "{:?}", h.kube_requests());
+    assert!(h.secret("team-a", "ecr").is_none());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_namespace_is_reported_and_the_others_succeed() {
     let h = Harness::new(&["team-a", "team-c"]).await;

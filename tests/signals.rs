@@ -421,7 +421,7 @@ async fn sigterm_while_getting_tokens_stops_at_once_and_touches_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_never_answering_api_server_is_one_clear_error_and_exit_2() {
+async fn a_never_answering_api_server_is_one_clear_error_and_exit_3() {
     let h = Harness::new(&[]).await;
     let silent = SilentServer::start().await.expect("listener starts");
     let kubeconfig = h.dir.path().join("silent-kubeconfig");
@@ -437,7 +437,8 @@ async fn a_never_answering_api_server_is_one_clear_error_and_exit_2() {
         .run_env(&["--namespaces", "team-a,team-b,team-c"], env)
         .await;
     let took = started.elapsed();
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    // Nothing done, nothing to fix: exit 3, which the shipped Jobs retry.
+    assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(took < Duration::from_secs(10), "took {took:?}");
     let errors: Vec<&str> = run.stderr.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(
@@ -468,7 +469,7 @@ async fn a_never_answering_api_server_is_one_clear_error_and_exit_2() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refused_connection_is_one_clear_error_and_exit_2() {
+async fn a_refused_connection_is_one_clear_error_and_exit_3() {
     let h = Harness::new(&[]).await;
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -487,7 +488,8 @@ async fn a_refused_connection_is_one_clear_error_and_exit_2() {
     ));
     let started = Instant::now();
     let run = h.run_env(&["--namespaces", "team-a,team-b"], env).await;
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    // Nothing done, nothing to fix: exit 3, which the shipped Jobs retry.
+    assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(started.elapsed() < Duration::from_secs(10));
     let errors: Vec<&str> = run.stderr.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 2, "{}", run.stderr);

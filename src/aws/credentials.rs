@@ -31,6 +31,7 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use crate::aws::profile::{Finding, ProfileFiles};
 use crate::aws::roles_anywhere::{RaError, RolesAnywhere};
 use crate::aws::settings::{AwsSettings, CredentialsSource};
+use crate::aws::transient;
 use crate::errors;
 
 /// aws-config's whole message for a source that is not set up, with nothing about why.
@@ -61,15 +62,21 @@ pub enum AwsSetupError {
     SourceFailed {
         source_name: &'static str,
         message: String,
+        /// The source did not answer: a later run may pass.
+        transient: bool,
     },
     #[error(
         "cannot assume role {role_arn}: {message}. Check the role's trust policy allows the caller (and the external ID, if one is required)."
     )]
-    AssumeRole { role_arn: String, message: String },
+    AssumeRole {
+        role_arn: String,
+        message: String,
+        transient: bool,
+    },
     #[error(
-        "STS GetCallerIdentity failed: {0}. Name the registries with --registries to skip this call."
+        "STS GetCallerIdentity failed: {message}. Name the registries with --registries to skip this call."
     )]
-    CallerIdentity(String),
+    CallerIdentity { message: String, transient: bool },
     #[error("IAM Roles Anywhere: {0}")]
     RolesAnywhere(#[from] RaError),
 }
@@ -84,6 +91,20 @@ impl AwsSetupError {
     }
 
     /// What to do about it, in one line (for `doctor`).
+    /// Whether a later run may pass without anyone changing anything (see [`transient`]).
+    pub fn may_pass_on_retry(&self) -> bool {
+        match self {
+            AwsSetupError::SourceFailed { transient, .. }
+            | AwsSetupError::AssumeRole { transient, .. }
+            | AwsSetupError::CallerIdentity { transient, .. } => *transient,
+            AwsSetupError::RolesAnywhere(e) => e.may_pass_on_retry(),
+            AwsSetupError::NoRegion
+            | AwsSetupError::MissingProfile { .. }
+            | AwsSetupError::ProfileFile(_)
+            | AwsSetupError::NoCredentials { .. } => false,
+        }
+    }
+
     pub fn fix(&self) -> &'static str {
         match self {
             AwsSetupError::NoRegion => {
@@ -102,7 +123,7 @@ impl AwsSetupError {
             AwsSetupError::AssumeRole { .. } => {
                 "check --assume-role-arn, the role's trust policy and --external-id"
             }
-            AwsSetupError::CallerIdentity(_) => {
+            AwsSetupError::CallerIdentity { .. } => {
                 "check the credentials and the region, or name the registries with --registries"
             }
             AwsSetupError::RolesAnywhere(_) => "fix the Roles Anywhere setting or file named above",
@@ -288,6 +309,7 @@ async fn first_credentials(sources: Vec<Source>) -> Result<(Source, Credentials)
                 return Err(AwsSetupError::SourceFailed {
                     source_name: source.name,
                     message,
+                    transient: transient::credentials_error(&e),
                 });
             }
         }
@@ -387,6 +409,7 @@ pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<A
         .map_err(|e| AwsSetupError::AssumeRole {
             role_arn: role.role_arn.clone(),
             message: errors::chain(&e),
+            transient: transient::credentials_error(&e),
         })?;
     let sdk = sdk
         .into_builder()
@@ -401,16 +424,20 @@ pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<A
 /// The caller's account ID and ARN, from STS GetCallerIdentity.
 pub async fn caller_identity(sdk: &SdkConfig) -> Result<(String, String), AwsSetupError> {
     let sts = aws_sdk_sts::Client::new(sdk);
-    let out = sts
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| AwsSetupError::CallerIdentity(errors::chain(&e)))?;
+    let out =
+        sts.get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsSetupError::CallerIdentity {
+                message: errors::chain(&e),
+                transient: transient::sdk_error(&e),
+            })?;
     match (out.account, out.arn) {
         (Some(account), arn) => Ok((account, arn.unwrap_or_default())),
-        (None, _) => Err(AwsSetupError::CallerIdentity(
-            "the response has no account ID".into(),
-        )),
+        (None, _) => Err(AwsSetupError::CallerIdentity {
+            message: "the response has no account ID".into(),
+            transient: false,
+        }),
     }
 }
 

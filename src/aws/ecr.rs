@@ -29,13 +29,15 @@ pub enum EcrError {
         message: String,
         /// The AWS error code, e.g. `AccessDeniedException`, when AWS answered with one.
         code: Option<String>,
+        /// No answer, throttling or a server error: a later run may pass.
+        transient: bool,
     },
     #[error("ECR GetAuthorizationToken in {region} returned {what}")]
     Malformed { region: String, what: &'static str },
     #[error(
-        "ECR Public GetAuthorizationToken (ecr-public, us-east-1) failed: {0}. Check that the credentials allow ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken."
+        "ECR Public GetAuthorizationToken (ecr-public, us-east-1) failed: {message}. Check that the credentials allow ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken."
     )]
-    PublicCall(String),
+    PublicCall { message: String, transient: bool },
 }
 
 impl EcrError {
@@ -43,7 +45,15 @@ impl EcrError {
     pub fn code(&self) -> Option<&str> {
         match self {
             EcrError::Call { code, .. } => code.as_deref(),
-            EcrError::Malformed { .. } | EcrError::PublicCall(_) => None,
+            EcrError::Malformed { .. } | EcrError::PublicCall { .. } => None,
+        }
+    }
+
+    /// Whether a later run may pass without anyone changing anything.
+    pub fn may_pass_on_retry(&self) -> bool {
+        match self {
+            EcrError::Call { transient, .. } | EcrError::PublicCall { transient, .. } => *transient,
+            EcrError::Malformed { .. } => false,
         }
     }
 }
@@ -85,6 +95,7 @@ async fn token_for(sdk: &SdkConfig, scope: &TokenScope) -> Result<Token, EcrErro
             region: scope.region.clone(),
             message: errors::chain(&e),
             code: aws_sdk_ecr::error::ProvideErrorMetadata::code(&e).map(str::to_string),
+            transient: crate::aws::transient::sdk_error(&e),
         })?;
     let malformed = |what| EcrError::Malformed {
         region: scope.region.clone(),

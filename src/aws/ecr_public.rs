@@ -20,7 +20,10 @@ pub async fn token(sdk: &SdkConfig) -> Result<Token, EcrError> {
         .get_authorization_token()
         .send()
         .await
-        .map_err(|e| EcrError::PublicCall(errors::chain(&e)))?;
+        .map_err(|e| EcrError::PublicCall {
+            message: errors::chain(&e),
+            transient: crate::aws::transient::sdk_error(&e),
+        })?;
     let malformed = |what| EcrError::Malformed {
         region: ECR_PUBLIC_REGION.to_string(),
         what,

@@ -13,4 +13,5 @@ pub mod registry_api;
 pub mod repository;
 pub mod roles_anywhere;
 pub mod settings;
+pub mod transient;
 pub mod web_identity;

@@ -70,6 +70,12 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    /// Whether a later run may pass without anyone changing anything: the API server did not
+    /// answer, or answered only with throttling or server errors.
+    pub fn may_pass_on_retry(&self) -> bool {
+        matches!(self, ClusterError::Unreachable { .. })
+    }
+
     /// What to do about it, for `doctor`.
     pub fn fix(&self) -> &'static str {
         match self {

@@ -46,13 +46,29 @@ pub enum SetupError {
     #[error(transparent)]
     Cluster(#[from] cluster::client::ClusterError),
     #[error(
-        "cannot list namespaces: {0}. Patterns in --namespaces, --namespace-selector and --prune need `list` on namespaces; name the namespaces exactly to do without"
+        "cannot list namespaces: {message}. Patterns in --namespaces, --namespace-selector and --prune need `list` on namespaces; name the namespaces exactly to do without"
     )]
-    ListNamespaces(String),
+    ListNamespaces { message: String, transient: bool },
     #[error("--timeout was reached before {0} was done")]
     Deadline(&'static str),
     #[error("the run was stopped by a termination signal before {0} was done")]
     Stopped(&'static str),
+}
+
+impl SetupError {
+    /// Whether a later run may pass without anyone changing anything: a service that did not
+    /// answer in time, throttled, or failed on its side. A Job retries those (exit 3) and fails
+    /// at once on the rest (exit 2), which need a person.
+    pub fn may_pass_on_retry(&self) -> bool {
+        match self {
+            SetupError::Aws(e) => e.may_pass_on_retry(),
+            SetupError::Ecr(e) => e.may_pass_on_retry(),
+            SetupError::Cluster(e) => e.may_pass_on_retry(),
+            SetupError::ListNamespaces { transient, .. } => *transient,
+            SetupError::Deadline(_) | SetupError::Stopped(_) => true,
+            SetupError::Registry(_) => false,
+        }
+    }
 }
 
 /// Runs a setup step, failing with [`SetupError::Deadline`] if `deadline` passes first, or with
@@ -135,9 +151,13 @@ pub async fn select_namespaces(client: &Client, config: &Config) -> Result<Selec
     if !spec.needs_listing() && !config.prune {
         return Ok(spec.select(None));
     }
-    let listed = namespaces::list(client.clone())
-        .await
-        .map_err(|e| SetupError::ListNamespaces(crate::cluster::calls::describe(&e)))?;
+    let listed =
+        namespaces::list(client.clone())
+            .await
+            .map_err(|e| SetupError::ListNamespaces {
+                message: crate::cluster::calls::describe(&e),
+                transient: crate::cluster::calls::is_transient(&e),
+            })?;
     Ok(spec.select(Some(&listed)))
 }
 
@@ -148,11 +168,22 @@ pub async fn run(config: &Config) -> RunStatus {
         Ok(status) => status,
         Err(e) => {
             tracing::error!("{e}");
-            tracing::error!("nothing was changed in the cluster");
             match e {
                 // Not the configuration's fault: worth running again.
-                SetupError::Stopped(_) => RunStatus::SomeFailed,
-                _ => RunStatus::NothingDone,
+                SetupError::Stopped(_) => {
+                    tracing::error!("nothing was changed in the cluster");
+                    RunStatus::SomeFailed
+                }
+                e if e.may_pass_on_retry() => {
+                    tracing::error!(
+                        "nothing was changed in the cluster; this may pass on a later run without any change"
+                    );
+                    RunStatus::Unavailable
+                }
+                _ => {
+                    tracing::error!("nothing was changed in the cluster");
+                    RunStatus::NothingDone
+                }
             }
         }
     }

@@ -52,6 +52,18 @@ pub enum RaError {
     Service { status: u16, message: String },
 }
 
+impl RaError {
+    /// Whether a later run may pass without anyone changing anything: the service did not
+    /// answer, throttled, or failed on its side.
+    pub fn may_pass_on_retry(&self) -> bool {
+        match self {
+            RaError::Transport { .. } => true,
+            RaError::Service { status, .. } => crate::aws::transient::http_status(*status),
+            _ => false,
+        }
+    }
+}
+
 /// Where the passphrase of an encrypted private key comes from; never a flag's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Passphrase {

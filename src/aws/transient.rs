@@ -1,0 +1,102 @@
+//! Which AWS failures a later run may get past without anyone changing anything: no answer, a
+//! timeout, throttling, a server error. Everything else (access denied, a bad key, a missing
+//! role) needs a person, and retrying it only repeats the error.
+//!
+//! The refresh mode turns this into its exit code, so that a Job retries an outage but fails at
+//! once on a configuration mistake.
+
+use std::error::Error;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// Error codes AWS services use for throttling (the SDK's own retry classifier knows the same).
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// Whether a failed SDK call may pass later: no answer in time, no connection, an unreadable
+/// answer, or throttling and server errors that outlasted the SDK's own retries.
+pub fn sdk_error<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(ctx) => {
+            http_status(ctx.raw().status().as_u16())
+                || ctx
+                    .err()
+                    .code()
+                    .is_some_and(|c| THROTTLING_CODES.contains(&c))
+        }
+        // Building the request failed: nothing was sent, and nothing will change by itself.
+        _ => false,
+    }
+}
+
+/// Whether an HTTP status says "try again later": 429 or a server error.
+pub fn http_status(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+/// Whether anything in `err`'s chain is a failure to reach the service at all (what a
+/// credentials provider wraps when its endpoint does not answer).
+pub fn no_answer(err: &(dyn Error + 'static)) -> bool {
+    let mut next: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<ConnectorError>().is_some() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Whether a credentials provider's failure may pass later.
+pub fn credentials_error(err: &aws_credential_types::provider::error::CredentialsError) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    matches!(err, CredentialsError::ProviderTimedOut(_)) || no_answer(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_throttling_and_server_errors_are_worth_waiting_for() {
+        assert!(http_status(429) && http_status(500) && http_status(503));
+        assert!(!http_status(400) && !http_status(403) && !http_status(404));
+    }
+
+    #[test]
+    fn a_connection_failure_anywhere_in_the_chain_counts() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("provider failed")]
+        struct Outer(#[source] std::io::Error);
+        let refused = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(no_answer(&refused));
+        let denied = Outer(std::io::Error::other("AccessDenied"));
+        assert!(!no_answer(&denied));
+    }
+}
