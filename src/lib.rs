@@ -8,8 +8,8 @@
 //!   ServiceAccounts, Events, pruning.
 //! - [`kubelet`]: the kubelet credential provider protocol, pure: request, identity choice,
 //!   response and cache duration. It uses [`aws`] types, never [`cluster`].
-//! - [`commands`]: `refresh`, `doctor`, `credential-process`, `kubelet-credential-provider`,
-//!   each a short pipeline over the halves.
+//! - [`commands`]: `refresh`, `doctor` and `doctor --image`, `credential-process`,
+//!   `kubelet-credential-provider`, each a short pipeline over the halves.
 //!
 //! [`config`] turns flags into typed settings for both halves; [`report`], [`logging`],
 //! [`shutdown`], [`sensitive`] and [`errors`] are the small pieces every command shares.
