@@ -723,3 +723,57 @@ async fn a_broken_kubeconfig_is_located_without_quoting_it() {
     assert!(reported >= line, "line {reported}, token on {line}");
     assert!(h.kube.requests().is_empty());
 }
+
+/// A kubeconfig whose user gets its token from an exec credential plugin that fails: kube's own
+/// message for that quotes the plugin's stdout and stderr, where a token may be. Only the
+/// plugin's command and its exit status may come out; likewise for output kube cannot parse.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_exec_plugin_is_named_without_its_output() {
+    use std::os::unix::fs::PermissionsExt;
+    const TOKEN: &str = "exec-plugin-token-must-not-leak-4c3b2a";
+    let h = Harness::new(&["team-a"]).await;
+    let scripts = [
+        // Fails, printing the token on both streams.
+        (
+            "failing-plugin",
+            format!("#!/bin/sh\necho \"token {TOKEN}\"\necho \"stderr {TOKEN}\" >&2\nexit 1\n"),
+            "ended with exit status: 1",
+        ),
+        // Succeeds with output that is not an ExecCredential, quoting the token.
+        (
+            "garbled-plugin",
+            format!("#!/bin/sh\necho \"not a credential {TOKEN}\"\n"),
+            "its output is not an ExecCredential",
+        ),
+    ];
+    for (name, script, why) in scripts {
+        let plugin = h.dir.path().join(name);
+        std::fs::write(&plugin, script).unwrap();
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plugin = plugin.to_str().unwrap();
+        let exec = format!(
+            "exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {plugin}\n      interactiveMode: Never"
+        );
+        let text = fake_kube::kubeconfig(&h.kube.url(), "default")
+            .replace("token: fake-token", &exec);
+        let kc = h.dir.path().join(format!("{name}-kubeconfig"));
+        std::fs::write(&kc, &text).unwrap();
+        let kc = kc.to_str().unwrap();
+        let refresh = h.run(&["--namespaces", "team-a", "--kubeconfig", kc]).await;
+        assert_eq!(refresh.code, 2, "{}", refresh.stderr);
+        let doctor = h
+            .run(&["doctor", "--namespaces", "team-a", "--kubeconfig", kc])
+            .await;
+        assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+        for out in [refresh.output(), doctor.output()] {
+            assert_no_secrets(&out);
+            assert!(!out.contains(TOKEN), "the plugin's output leaked:\n{out}");
+            assert!(
+                out.contains(&format!("exec plugin '{plugin}'")),
+                "the plugin is not named:\n{out}"
+            );
+            assert!(out.contains(why), "{out}");
+        }
+        assert!(h.secret("team-a", "ecr").is_none());
+    }
+}
