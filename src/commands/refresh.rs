@@ -295,13 +295,14 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     if config.prune {
         match stop.reason() {
             None => {
-                let pruning = prune::prune(
-                    client,
-                    &selection.unselected,
-                    &config.secret_name,
-                    &instance,
-                    config.concurrency,
-                );
+                let options = prune::PruneOptions {
+                    secret: &config.secret_name,
+                    instance: &instance,
+                    concurrency: config.concurrency,
+                    namespace_timeout: config.namespace_timeout,
+                    stop: &stop,
+                };
+                let pruning = prune::prune(client, &selection.unselected, &options);
                 // Pruning only deletes what is no longer wanted: it can stop at once.
                 tokio::select! {
                     failed = pruning => summary.prune_failed = failed,
