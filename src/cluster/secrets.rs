@@ -14,7 +14,11 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use serde_json::json;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation, TestOperation};
+use serde_json::Value;
 
 use crate::cluster::budget::{Budget, Cut, Step, cut_of};
 use crate::cluster::calls::{code_of, describe, exact_delete, status_of};
@@ -89,29 +93,51 @@ impl DesiredSecret {
     }
 }
 
-/// A JSON pointer segment for a map key (RFC 6901 escaping).
-fn pointer_key(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
+/// A JSON pointer to `tokens`, each escaped as RFC 6901 says (`/` and `~` in label keys).
+fn pointer<'t>(tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
+    PointerBuf::from_tokens(tokens)
 }
 
 /// Tests that the Secret is ours (this instance's) and of the right type, then replaces data and
 /// our annotations, atomically: if a test fails the server applies nothing and answers 422.
+///
+/// Built from typed operations, with no fallible step: a patch that came out empty would be
+/// accepted by the server as a no-op, and the run would report "updated" with nothing written.
 fn update_patch(
     data: &BTreeMap<String, ByteString>,
     annotations: &BTreeMap<String, String>,
     instance: &str,
 ) -> json_patch::Patch {
+    let test = |path: PointerBuf, value: &str| {
+        PatchOperation::Test(TestOperation {
+            path,
+            value: Value::String(value.to_string()),
+        })
+    };
+    // As the API server stores Secret data: base64 of each value.
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(STANDARD.encode(&v.0))))
+        .collect();
     let mut ops = vec![
-        json!({"op": "test", "path": format!("/metadata/labels/{}", pointer_key(MANAGED_BY_LABEL)), "value": MANAGED_BY_VALUE}),
-        json!({"op": "test", "path": format!("/metadata/labels/{}", pointer_key(INSTANCE_LABEL)), "value": instance}),
-        json!({"op": "test", "path": "/type", "value": DOCKER_CONFIG_JSON}),
-        json!({"op": "replace", "path": "/data", "value": data}),
+        test(
+            pointer(["metadata", "labels", MANAGED_BY_LABEL]),
+            MANAGED_BY_VALUE,
+        ),
+        test(pointer(["metadata", "labels", INSTANCE_LABEL]), instance),
+        test(pointer(["type"]), DOCKER_CONFIG_JSON),
+        PatchOperation::Replace(ReplaceOperation {
+            path: pointer(["data"]),
+            value: Value::Object(data),
+        }),
     ];
     for (k, v) in annotations {
-        ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_key(k)), "value": v}));
+        ops.push(PatchOperation::Add(AddOperation {
+            path: pointer(["metadata", "annotations", k.as_str()]),
+            value: Value::String(v.clone()),
+        }));
     }
-    // The operations above are well-formed by construction, so this parse cannot fail.
-    serde_json::from_value(serde_json::Value::Array(ops)).unwrap_or_default()
+    json_patch::Patch(ops)
 }
 
 /// What was done to the Secret.
@@ -522,6 +548,8 @@ fn is_namespace_missing(err: &kube::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -594,6 +622,6 @@ mod tests {
 
     #[test]
     fn pointer_escaping() {
-        assert_eq!(pointer_key("a/b~c"), "a~1b~0c");
+        assert_eq!(pointer(["x", "a/b~c"]).as_str(), "/x/a~1b~0c");
     }
 }
