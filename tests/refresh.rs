@@ -777,3 +777,34 @@ async fn a_failing_exec_plugin_is_named_without_its_output() {
         assert!(h.secret("team-a", "ecr").is_none());
     }
 }
+
+/// Another writer (a second run of this install) creates the Secret between our patch (404) and
+/// our create: the create gets 409 AlreadyExists, and the update is tried again, in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_created_by_another_run_meanwhile_is_patched() {
+    let h = Harness::new(&["team-a"]).await;
+    let theirs = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "ecr", "namespace": "team-a", "labels": {
+            "app.kubernetes.io/managed-by": "ecr-secret-refresher",
+            "ecr-secret-refresher/instance": "fake"},
+            "annotations": {"ecr-secret-refresher/refreshed-at": "2026-01-01T00:00:00Z"}},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": STANDARD.encode(r#"{"auths":{}}"#)}
+    });
+    h.kube.inject(
+        Fault::put_before("secrets", "team-a", theirs)
+            .verb("create")
+            .resource("secrets")
+            .namespace("team-a")
+            .times(1),
+    );
+    let run = h.run(&["--namespaces", "team-a"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_refreshed(&h, "team-a", &registry("us-east-1"));
+    assert_eq!(
+        h.kube_verbs(),
+        ["patch", "create", "get", "patch"],
+        "patch (404), create (409), get (ours, other data), patch again"
+    );
+}

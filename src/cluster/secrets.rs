@@ -187,6 +187,9 @@ pub enum WriteError {
     /// A termination signal came before the namespace was done; nothing was deleted.
     #[error("the run was stopped by a termination signal")]
     Stopped,
+    /// A create answered 409 AlreadyExists: someone else created a Secret of that name first.
+    #[error("create Secret '{name}' failed: {message}")]
+    AlreadyExists { name: String, message: String },
     #[error("{op} Secret '{name}' failed: {message}")]
     Api {
         op: &'static str,
@@ -262,11 +265,7 @@ impl Writer<'_> {
     async fn update(&self) -> Result<Action, WriteError> {
         match self.update_once().await {
             // Created by someone else between our patch and our create: patch it now.
-            Err(WriteError::Api {
-                op: "create",
-                message,
-                ..
-            }) if message.contains("AlreadyExists") => self.update_once().await,
+            Err(WriteError::AlreadyExists { .. }) => self.update_once().await,
             other => other,
         }
     }
@@ -412,6 +411,10 @@ impl Writer<'_> {
                 {
                     Ok(())
                 }
+                _ if is_already_exists(&e) => Err(WriteError::AlreadyExists {
+                    name: self.desired.name.clone(),
+                    message: describe(&e),
+                }),
                 _ => Err(self.api_error("create", &e)),
             },
             e if is_namespace_missing(&e) => Err(WriteError::NoNamespace),
@@ -533,6 +536,12 @@ fn needs_recreate(existing: &Secret) -> bool {
     existing.type_.as_deref() != Some(DOCKER_CONFIG_JSON) || existing.immutable == Some(true)
 }
 
+/// The API server's answer to a create of an object that exists: 409 with reason AlreadyExists
+/// (409 Conflict is a write on a stale resourceVersion, which a create never sends).
+fn is_already_exists(err: &kube::Error) -> bool {
+    status_of(err).is_some_and(|s| s.code == 409 && s.reason == "AlreadyExists")
+}
+
 /// The API server refuses new objects in a namespace being deleted with this 403.
 fn is_namespace_terminating(err: &kube::Error) -> bool {
     status_of(err)
@@ -618,6 +627,29 @@ mod tests {
             msg.contains("'Opaque'") && msg.contains(DOCKER_CONFIG_JSON),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn already_exists_is_told_by_code_and_reason_not_by_message() {
+        let status = |code, reason: &str, message: &str| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                reason: reason.into(),
+                message: message.into(),
+                ..kube::core::Status::default()
+            }))
+        };
+        assert!(is_already_exists(&status(
+            409,
+            "AlreadyExists",
+            "secrets \"ecr\" already exists"
+        )));
+        assert!(!is_already_exists(&status(409, "Conflict", "AlreadyExists")));
+        assert!(!is_already_exists(&status(
+            500,
+            "InternalError",
+            "AlreadyExists"
+        )));
     }
 
     #[test]
