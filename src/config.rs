@@ -147,9 +147,10 @@ pub struct Cli {
     #[arg(global = true, long, env = "ECR_REFRESHER_STRATEGY", value_enum, default_value_t = Strategy::Update)]
     pub strategy: Strategy,
 
-    /// Get the tokens and print the Secrets that would be written (passwords redacted), and
-    /// change nothing. The cluster is contacted only to list namespaces when patterns or a
-    /// selector need it; --prune and --service-accounts are not simulated.
+    /// Get the tokens, change nothing, and print a preview of the Secret and the namespaces it
+    /// would go to (passwords redacted; not a manifest, `kubectl apply` refuses it). The cluster
+    /// is contacted only to list namespaces when patterns or a selector need it; --prune and
+    /// --service-accounts are not simulated.
     #[arg(global = true, long, env = "ECR_REFRESHER_DRY_RUN")]
     pub dry_run: bool,
 

@@ -808,3 +808,20 @@ async fn a_secret_created_by_another_run_meanwhile_is_patched() {
         "patch (404), create (409), get (ours, other data), patch again"
     );
 }
+
+/// `--help` says what `--dry-run` prints: a preview, not the Secrets themselves.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dry_run_help_promises_a_preview_not_a_manifest() {
+    let h = Harness::new(&[]).await;
+    let help = h.run(&["--help"]).await;
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    let text = help.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    let dry_run = text
+        .split("--dry-run")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no --dry-run in the help:\n{}", help.stdout));
+    let dry_run = dry_run.split(" --").next().unwrap_or(dry_run);
+    assert!(dry_run.contains("preview"), "{dry_run}");
+    assert!(dry_run.contains("not a manifest"), "{dry_run}");
+    assert!(!dry_run.contains("print the Secrets"), "{dry_run}");
+}

@@ -72,10 +72,6 @@ impl DesiredSecret {
         &self.name
     }
 
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
     /// The full Secret object for `namespace`.
     pub fn object(&self, namespace: &str) -> Secret {
         Secret {
