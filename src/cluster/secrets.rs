@@ -9,15 +9,15 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation, TestOperation};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, PatchOperation, ReplaceOperation, TestOperation};
 use serde_json::Value;
 
 use crate::cluster::budget::{Budget, Cut, Step, cut_of};
@@ -640,7 +640,11 @@ mod tests {
             "AlreadyExists",
             "secrets \"ecr\" already exists"
         )));
-        assert!(!is_already_exists(&status(409, "Conflict", "AlreadyExists")));
+        assert!(!is_already_exists(&status(
+            409,
+            "Conflict",
+            "AlreadyExists"
+        )));
         assert!(!is_already_exists(&status(
             500,
             "InternalError",
