@@ -754,8 +754,8 @@ async fn a_failing_exec_plugin_is_named_without_its_output() {
         let exec = format!(
             "exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {plugin}\n      interactiveMode: Never"
         );
-        let text = fake_kube::kubeconfig(&h.kube.url(), "default")
-            .replace("token: fake-token", &exec);
+        let text =
+            fake_kube::kubeconfig(&h.kube.url(), "default").replace("token: fake-token", &exec);
         let kc = h.dir.path().join(format!("{name}-kubeconfig"));
         std::fs::write(&kc, &text).unwrap();
         let kc = kc.to_str().unwrap();
