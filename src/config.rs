@@ -14,8 +14,8 @@ use crate::aws::registry::{
 use crate::aws::roles_anywhere::{self, Passphrase, RaError};
 use crate::aws::settings::{AssumeRole, AwsSettings, CredentialsSource, is_role_arn};
 use crate::cluster::labels::Selector;
+use crate::cluster::names::{is_dns_label, is_dns_subdomain, is_label_value};
 use crate::cluster::namespaces::NamespaceSpec;
-use crate::cluster::ownership::is_label_value;
 
 /// The session name of an assumed role when --role-session-name is not given.
 const DEFAULT_SESSION_NAME: &str = "ecr-secret-refresher";
@@ -147,9 +147,10 @@ pub struct Cli {
     #[arg(global = true, long, env = "ECR_REFRESHER_STRATEGY", value_enum, default_value_t = Strategy::Update)]
     pub strategy: Strategy,
 
-    /// Get the tokens and print the Secrets that would be written (passwords redacted), and
-    /// change nothing. The cluster is contacted only to list namespaces when patterns or a
-    /// selector need it; --prune and --service-accounts are not simulated.
+    /// Get the tokens, change nothing, and print a preview of the Secret and the namespaces it
+    /// would go to (passwords redacted; not a manifest, `kubectl apply` refuses it). The cluster
+    /// is contacted only to list namespaces when patterns or a selector need it; --prune and
+    /// --service-accounts are not simulated.
     #[arg(global = true, long, env = "ECR_REFRESHER_DRY_RUN")]
     pub dry_run: bool,
 
@@ -526,21 +527,6 @@ pub enum ConfigError {
         "--credentials-source roles-anywhere needs --ra-certificate, --ra-private-key, --ra-trust-anchor-arn, --ra-profile-arn and --ra-role-arn"
     )]
     RolesAnywhereMissing,
-}
-
-/// Whether `s` is an RFC 1123 label, as namespace names must be.
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// Whether `s` is an RFC 1123 subdomain, as Secret names must be.
-pub fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// Flags that only make sense with --assume-role-arn, with their environment twins.

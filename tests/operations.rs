@@ -178,6 +178,42 @@ async fn an_event_goes_on_the_secret_when_there_is_one() {
     );
 }
 
+/// Pruning runs within each namespace's budget, as writing does: an API server that never
+/// answers the read of an unselected namespace's Secret ends that namespace after
+/// `--namespace-timeout`, not after three 30 s read timeouts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_prune_ends_with_the_namespace_budget() {
+    let h = Harness::new(&["team-a", "team-c"]).await;
+    h.kube.inject(
+        Fault::hang()
+            .verb("get")
+            .resource("secrets")
+            .namespace("team-c"),
+    );
+    let started = std::time::Instant::now();
+    let run = h
+        .run(&[
+            "--namespaces",
+            "team-a",
+            "--prune",
+            "--namespace-timeout",
+            "2s",
+        ])
+        .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(h.secret("team-a", "ecr").is_some());
+    let failure = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("outcome=prune-failed"))
+        .unwrap_or_else(|| panic!("no prune failure reported:\n{}", run.stderr));
+    assert!(failure.contains("team-c"), "{failure}");
+    assert!(failure.contains("--namespace-timeout"), "{failure}");
+    assert!(run.stderr.contains("prune_failed=1"), "{}", run.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn prune_removes_only_our_secret_from_unselected_namespaces() {
     let h = Harness::new(&["team-a", "team-b", "team-c", "team-d"]).await;

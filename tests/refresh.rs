@@ -723,3 +723,105 @@ async fn a_broken_kubeconfig_is_located_without_quoting_it() {
     assert!(reported >= line, "line {reported}, token on {line}");
     assert!(h.kube.requests().is_empty());
 }
+
+/// A kubeconfig whose user gets its token from an exec credential plugin that fails: kube's own
+/// message for that quotes the plugin's stdout and stderr, where a token may be. Only the
+/// plugin's command and its exit status may come out; likewise for output kube cannot parse.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_exec_plugin_is_named_without_its_output() {
+    use std::os::unix::fs::PermissionsExt;
+    const TOKEN: &str = "exec-plugin-token-must-not-leak-4c3b2a";
+    let h = Harness::new(&["team-a"]).await;
+    let scripts = [
+        // Fails, printing the token on both streams.
+        (
+            "failing-plugin",
+            format!("#!/bin/sh\necho \"token {TOKEN}\"\necho \"stderr {TOKEN}\" >&2\nexit 1\n"),
+            "ended with exit status: 1",
+        ),
+        // Succeeds with output that is not an ExecCredential, quoting the token.
+        (
+            "garbled-plugin",
+            format!("#!/bin/sh\necho \"not a credential {TOKEN}\"\n"),
+            "its output is not an ExecCredential",
+        ),
+    ];
+    for (name, script, why) in scripts {
+        let plugin = h.dir.path().join(name);
+        std::fs::write(&plugin, script).unwrap();
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plugin = plugin.to_str().unwrap();
+        let exec = format!(
+            "exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {plugin}\n      interactiveMode: Never"
+        );
+        let text =
+            fake_kube::kubeconfig(&h.kube.url(), "default").replace("token: fake-token", &exec);
+        let kc = h.dir.path().join(format!("{name}-kubeconfig"));
+        std::fs::write(&kc, &text).unwrap();
+        let kc = kc.to_str().unwrap();
+        let refresh = h.run(&["--namespaces", "team-a", "--kubeconfig", kc]).await;
+        assert_eq!(refresh.code, 2, "{}", refresh.stderr);
+        let doctor = h
+            .run(&["doctor", "--namespaces", "team-a", "--kubeconfig", kc])
+            .await;
+        assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+        for out in [refresh.output(), doctor.output()] {
+            assert_no_secrets(&out);
+            assert!(!out.contains(TOKEN), "the plugin's output leaked:\n{out}");
+            assert!(
+                out.contains(&format!("exec plugin '{plugin}'")),
+                "the plugin is not named:\n{out}"
+            );
+            assert!(out.contains(why), "{out}");
+        }
+        assert!(h.secret("team-a", "ecr").is_none());
+    }
+}
+
+/// Another writer (a second run of this install) creates the Secret between our patch (404) and
+/// our create: the create gets 409 AlreadyExists, and the update is tried again, in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_created_by_another_run_meanwhile_is_patched() {
+    let h = Harness::new(&["team-a"]).await;
+    let theirs = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "ecr", "namespace": "team-a", "labels": {
+            "app.kubernetes.io/managed-by": "ecr-secret-refresher",
+            "ecr-secret-refresher/instance": "fake"},
+            "annotations": {"ecr-secret-refresher/refreshed-at": "2026-01-01T00:00:00Z"}},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": STANDARD.encode(r#"{"auths":{}}"#)}
+    });
+    h.kube.inject(
+        Fault::put_before("secrets", "team-a", theirs)
+            .verb("create")
+            .resource("secrets")
+            .namespace("team-a")
+            .times(1),
+    );
+    let run = h.run(&["--namespaces", "team-a"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_refreshed(&h, "team-a", &registry("us-east-1"));
+    assert_eq!(
+        h.kube_verbs(),
+        ["patch", "create", "get", "patch"],
+        "patch (404), create (409), get (ours, other data), patch again"
+    );
+}
+
+/// `--help` says what `--dry-run` prints: a preview, not the Secrets themselves.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dry_run_help_promises_a_preview_not_a_manifest() {
+    let h = Harness::new(&[]).await;
+    let help = h.run(&["--help"]).await;
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    let text = help.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    let dry_run = text
+        .split("--dry-run")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no --dry-run in the help:\n{}", help.stdout));
+    let dry_run = dry_run.split(" --").next().unwrap_or(dry_run);
+    assert!(dry_run.contains("preview"), "{dry_run}");
+    assert!(dry_run.contains("not a manifest"), "{dry_run}");
+    assert!(!dry_run.contains("print the Secrets"), "{dry_run}");
+}

@@ -33,7 +33,14 @@ pub(crate) fn describe(err: &kube::Error) -> String {
     match status_of(err) {
         Some(s) if !s.reason.is_empty() => format!("{} ({}, HTTP {})", s.message, s.reason, s.code),
         Some(s) => format!("{} (HTTP {})", s.message, s.code),
-        None => errors::chain(err),
+        // kube runs an exec credential plugin again when its token expires; its message would
+        // quote what the plugin printed.
+        None => match crate::cluster::client::exec_failure(err) {
+            Some(why) => format!(
+                "the kubeconfig's exec credential plugin failed: {why} (its output is not shown, because it may hold a token)"
+            ),
+            None => errors::chain(err),
+        },
     }
 }
 

@@ -56,6 +56,10 @@ pub enum ClusterError {
     #[error("cannot use the Kubernetes configuration: {0}")]
     Client(String),
     #[error(
+        "cannot get credentials from the kubeconfig's exec plugin {plugin}: {message}. Run it yourself to see why (its output is not shown here, because it may hold a token), or check the kubeconfig's user (--kubeconfig, --context)"
+    )]
+    ExecPlugin { plugin: String, message: String },
+    #[error(
         "cannot reach the Kubernetes API server at {url}: {message}. Check that it is up and reachable from here, and that the kubeconfig (--kubeconfig, --context) names the right cluster"
     )]
     Unreachable { url: String, message: String },
@@ -92,6 +96,9 @@ impl ClusterError {
             }
             ClusterError::Unauthorized { .. } => {
                 "check the kubeconfig's user, or the ServiceAccount token in a cluster"
+            }
+            ClusterError::ExecPlugin { .. } => {
+                "run the kubeconfig user's exec plugin by hand to see why it fails"
             }
             _ => "check --kubeconfig, --context or KUBECONFIG",
         }
@@ -232,8 +239,27 @@ impl Source {
 
     /// A client for this source.
     pub async fn connect(self) -> Result<Client, ClusterError> {
-        let config = self.config().await?;
-        Client::try_from(config).map_err(|e| ClusterError::Client(errors::chain(&e)))
+        let plugin = self.exec_plugin();
+        let config = self.config(plugin.as_deref()).await?;
+        Client::try_from(config).map_err(|e| client_error(&e, plugin.as_deref()))
+    }
+
+    /// The command of the exec credential plugin of the chosen context's user, if it has one:
+    /// kube runs it while building the client.
+    fn exec_plugin(&self) -> Option<String> {
+        let Source::Kubeconfig { config, context } = self else {
+            return None;
+        };
+        let user = config
+            .contexts
+            .iter()
+            .find(|c| &c.name == context)?
+            .context
+            .as_ref()?
+            .user
+            .clone()?;
+        let auth = config.auth_infos.iter().find(|a| a.name == user)?;
+        auth.auth_info.as_ref()?.exec.as_ref()?.command.clone()
     }
 
     /// A client for this source, once the API server has answered `GET /version` (which every
@@ -241,20 +267,20 @@ impl Source {
     /// checks this once, so that an unreachable or hung server fails the run before any
     /// namespace is tried.
     pub async fn connect_checked(self) -> Result<Client, ClusterError> {
-        let config = self.config().await?;
+        let plugin = self.exec_plugin();
+        let config = self.config(plugin.as_deref()).await?;
         let url = config
             .cluster_url
             .to_string()
             .trim_end_matches('/')
             .to_string();
-        let client =
-            Client::try_from(config).map_err(|e| ClusterError::Client(errors::chain(&e)))?;
+        let client = Client::try_from(config).map_err(|e| client_error(&e, plugin.as_deref()))?;
         probe(&client, &url).await?;
         Ok(client)
     }
 
     /// The client configuration, with timeouts on every connection.
-    async fn config(self) -> Result<Config, ClusterError> {
+    async fn config(self, plugin: Option<&str>) -> Result<Config, ClusterError> {
         let mut config = match self {
             Source::Kubeconfig { config, context } => {
                 let options = KubeConfigOptions {
@@ -263,7 +289,7 @@ impl Source {
                 };
                 Config::from_custom_kubeconfig(*config, &options)
                     .await
-                    .map_err(|e| ClusterError::Client(errors::chain(&e)))?
+                    .map_err(|e| client_error(&e, plugin))?
             }
             Source::InCluster => Config::incluster().map_err(|e| {
                 ClusterError::Infer(format!(
@@ -277,6 +303,43 @@ impl Source {
         config.write_timeout = Some(Duration::from_secs(30));
         Ok(config)
     }
+}
+
+/// A client or configuration error as shown to people. An exec credential plugin's failure is
+/// told by its command and exit status only: kube's own message for it quotes the plugin's
+/// stdout and stderr (or, for output it cannot parse, the output itself), where a token may be.
+fn client_error(err: &(dyn std::error::Error + 'static), plugin: Option<&str>) -> ClusterError {
+    match exec_failure(err) {
+        Some(message) => ClusterError::ExecPlugin {
+            plugin: plugin.map_or_else(|| "(unnamed)".to_string(), |p| format!("'{p}'")),
+            message,
+        },
+        None => ClusterError::Client(errors::chain(err)),
+    }
+}
+
+/// What went wrong with an exec credential plugin (or another command kube runs for
+/// credentials), in words that never include what the command printed; `None` if `err` is not
+/// such a failure.
+pub(crate) fn exec_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use kube::client::AuthError;
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(auth) = e.downcast_ref::<AuthError>() {
+            return match auth {
+                AuthError::AuthExecRun { out, .. } => Some(format!("it ended with {}", out.status)),
+                AuthError::AuthExecStart(io) => Some(format!("it could not be started ({io})")),
+                AuthError::AuthExecParse(_) => {
+                    Some("its output is not an ExecCredential in JSON or YAML".into())
+                }
+                AuthError::ExecPluginFailed => Some("its output carries no status".into()),
+                AuthError::AuthExec(_) => Some("it failed".into()),
+                _ => None,
+            };
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// How long the connection check waits for the API server, all tries included.

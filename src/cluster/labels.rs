@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::cluster::names::{is_dns_subdomain, is_label_value};
+
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
@@ -24,28 +26,10 @@ pub enum Requirement {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Selector(pub Vec<Requirement>);
 
-/// Whether `s` is a DNS-1123 subdomain (a label key's prefix).
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !part.starts_with('-')
-                && !part.ends_with('-')
-        })
-}
-
 /// The name part of a key, and a non-empty value: alphanumerics, `-`, `_`, `.`, starting and
 /// ending with an alphanumeric, at most 63 characters.
 fn is_name_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+    !s.is_empty() && is_label_value(s)
 }
 
 /// A label key: `[prefix/]name`, the prefix a DNS subdomain.

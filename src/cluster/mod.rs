@@ -7,6 +7,7 @@ pub mod client;
 pub mod dockerconfig;
 pub mod events;
 pub mod labels;
+pub mod names;
 pub mod namespaces;
 pub mod ownership;
 pub mod prune;

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::cluster::names::is_label_value;
+
 /// The label that marks the Secrets this tool owns.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// The value of [`MANAGED_BY_LABEL`] on the Secrets this tool owns.
@@ -47,16 +49,6 @@ pub fn labels(instance: &str) -> BTreeMap<String, String> {
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
         (INSTANCE_LABEL.to_string(), instance.to_string()),
     ])
-}
-
-/// Whether `s` is a valid label value: at most 63 characters of alphanumerics, `-`, `_` and
-/// `.`, starting and ending with an alphanumeric (or empty, which an instance may not be).
-pub fn is_label_value(s: &str) -> bool {
-    s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
-        && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
 }
 
 /// An instance name derived from `raw` (a kubeconfig context, `namespace_serviceaccount`):

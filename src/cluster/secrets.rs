@@ -9,12 +9,16 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation, TestOperation};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use serde_json::json;
+use serde_json::Value;
 
 use crate::cluster::budget::{Budget, Cut, Step, cut_of};
 use crate::cluster::calls::{code_of, describe, exact_delete, status_of};
@@ -68,10 +72,6 @@ impl DesiredSecret {
         &self.name
     }
 
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
     /// The full Secret object for `namespace`.
     pub fn object(&self, namespace: &str) -> Secret {
         Secret {
@@ -89,29 +89,51 @@ impl DesiredSecret {
     }
 }
 
-/// A JSON pointer segment for a map key (RFC 6901 escaping).
-fn pointer_key(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
+/// A JSON pointer to `tokens`, each escaped as RFC 6901 says (`/` and `~` in label keys).
+fn pointer<'t>(tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
+    PointerBuf::from_tokens(tokens)
 }
 
 /// Tests that the Secret is ours (this instance's) and of the right type, then replaces data and
 /// our annotations, atomically: if a test fails the server applies nothing and answers 422.
+///
+/// Built from typed operations, with no fallible step: a patch that came out empty would be
+/// accepted by the server as a no-op, and the run would report "updated" with nothing written.
 fn update_patch(
     data: &BTreeMap<String, ByteString>,
     annotations: &BTreeMap<String, String>,
     instance: &str,
 ) -> json_patch::Patch {
+    let test = |path: PointerBuf, value: &str| {
+        PatchOperation::Test(TestOperation {
+            path,
+            value: Value::String(value.to_string()),
+        })
+    };
+    // As the API server stores Secret data: base64 of each value.
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(STANDARD.encode(&v.0))))
+        .collect();
     let mut ops = vec![
-        json!({"op": "test", "path": format!("/metadata/labels/{}", pointer_key(MANAGED_BY_LABEL)), "value": MANAGED_BY_VALUE}),
-        json!({"op": "test", "path": format!("/metadata/labels/{}", pointer_key(INSTANCE_LABEL)), "value": instance}),
-        json!({"op": "test", "path": "/type", "value": DOCKER_CONFIG_JSON}),
-        json!({"op": "replace", "path": "/data", "value": data}),
+        test(
+            pointer(["metadata", "labels", MANAGED_BY_LABEL]),
+            MANAGED_BY_VALUE,
+        ),
+        test(pointer(["metadata", "labels", INSTANCE_LABEL]), instance),
+        test(pointer(["type"]), DOCKER_CONFIG_JSON),
+        PatchOperation::Replace(ReplaceOperation {
+            path: pointer(["data"]),
+            value: Value::Object(data),
+        }),
     ];
     for (k, v) in annotations {
-        ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_key(k)), "value": v}));
+        ops.push(PatchOperation::Add(AddOperation {
+            path: pointer(["metadata", "annotations", k.as_str()]),
+            value: Value::String(v.clone()),
+        }));
     }
-    // The operations above are well-formed by construction, so this parse cannot fail.
-    serde_json::from_value(serde_json::Value::Array(ops)).unwrap_or_default()
+    json_patch::Patch(ops)
 }
 
 /// What was done to the Secret.
@@ -161,6 +183,9 @@ pub enum WriteError {
     /// A termination signal came before the namespace was done; nothing was deleted.
     #[error("the run was stopped by a termination signal")]
     Stopped,
+    /// A create answered 409 AlreadyExists: someone else created a Secret of that name first.
+    #[error("create Secret '{name}' failed: {message}")]
+    AlreadyExists { name: String, message: String },
     #[error("{op} Secret '{name}' failed: {message}")]
     Api {
         op: &'static str,
@@ -236,11 +261,7 @@ impl Writer<'_> {
     async fn update(&self) -> Result<Action, WriteError> {
         match self.update_once().await {
             // Created by someone else between our patch and our create: patch it now.
-            Err(WriteError::Api {
-                op: "create",
-                message,
-                ..
-            }) if message.contains("AlreadyExists") => self.update_once().await,
+            Err(WriteError::AlreadyExists { .. }) => self.update_once().await,
             other => other,
         }
     }
@@ -386,6 +407,10 @@ impl Writer<'_> {
                 {
                     Ok(())
                 }
+                _ if is_already_exists(&e) => Err(WriteError::AlreadyExists {
+                    name: self.desired.name.clone(),
+                    message: describe(&e),
+                }),
                 _ => Err(self.api_error("create", &e)),
             },
             e if is_namespace_missing(&e) => Err(WriteError::NoNamespace),
@@ -507,6 +532,12 @@ fn needs_recreate(existing: &Secret) -> bool {
     existing.type_.as_deref() != Some(DOCKER_CONFIG_JSON) || existing.immutable == Some(true)
 }
 
+/// The API server's answer to a create of an object that exists: 409 with reason AlreadyExists
+/// (409 Conflict is a write on a stale resourceVersion, which a create never sends).
+fn is_already_exists(err: &kube::Error) -> bool {
+    status_of(err).is_some_and(|s| s.code == 409 && s.reason == "AlreadyExists")
+}
+
 /// The API server refuses new objects in a namespace being deleted with this 403.
 fn is_namespace_terminating(err: &kube::Error) -> bool {
     status_of(err)
@@ -522,6 +553,8 @@ fn is_namespace_missing(err: &kube::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -593,7 +626,34 @@ mod tests {
     }
 
     #[test]
+    fn already_exists_is_told_by_code_and_reason_not_by_message() {
+        let status = |code, reason: &str, message: &str| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                reason: reason.into(),
+                message: message.into(),
+                ..kube::core::Status::default()
+            }))
+        };
+        assert!(is_already_exists(&status(
+            409,
+            "AlreadyExists",
+            "secrets \"ecr\" already exists"
+        )));
+        assert!(!is_already_exists(&status(
+            409,
+            "Conflict",
+            "AlreadyExists"
+        )));
+        assert!(!is_already_exists(&status(
+            500,
+            "InternalError",
+            "AlreadyExists"
+        )));
+    }
+
+    #[test]
     fn pointer_escaping() {
-        assert_eq!(pointer_key("a/b~c"), "a~1b~0c");
+        assert_eq!(pointer(["x", "a/b~c"]).as_str(), "/x/a~1b~0c");
     }
 }

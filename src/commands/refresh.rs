@@ -53,6 +53,9 @@ pub enum SetupError {
     Deadline(&'static str),
     #[error("the run was stopped by a termination signal before {0} was done")]
     Stopped(&'static str),
+    /// A state the code above it rules out; reported rather than papered over.
+    #[error("internal error: {0}. Nothing was written; please report this")]
+    Internal(&'static str),
 }
 
 impl SetupError {
@@ -65,8 +68,11 @@ impl SetupError {
             SetupError::Ecr(e) => e.may_pass_on_retry(),
             SetupError::Cluster(e) => e.may_pass_on_retry(),
             SetupError::ListNamespaces { transient, .. } => *transient,
-            SetupError::Deadline(_) | SetupError::Stopped(_) => true,
-            SetupError::Registry(_) => false,
+            SetupError::Deadline(_) => true,
+            // Not asked by `run`, which reports a stopped run with its own exit code before it
+            // looks at this; for any other caller, a stopped run may well pass when run again.
+            SetupError::Stopped(_) => true,
+            SetupError::Registry(_) | SetupError::Internal(_) => false,
         }
     }
 }
@@ -261,8 +267,7 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     for r in &results {
         log_result(r, &config.secret_name, &hosts);
     }
-    let (Some(client), Some(instance)) = (client.filter(|_| !config.dry_run), instance.clone())
-    else {
+    if config.dry_run {
         print_dry_run(
             config,
             &selection.targets,
@@ -275,6 +280,12 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
         } else {
             RunStatus::SomeFailed
         });
+    }
+    // A run that writes needs the cluster, so a missing source or instance already ended it.
+    let (Some(client), Some(instance)) = (client, instance) else {
+        return Err(SetupError::Internal(
+            "a run that writes has no Kubernetes client or no instance",
+        ));
     };
     let desired = DesiredSecret::new(
         &config.secret_name,
@@ -295,13 +306,14 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     if config.prune {
         match stop.reason() {
             None => {
-                let pruning = prune::prune(
-                    client,
-                    &selection.unselected,
-                    &config.secret_name,
-                    &instance,
-                    config.concurrency,
-                );
+                let options = prune::PruneOptions {
+                    secret: &config.secret_name,
+                    instance: &instance,
+                    concurrency: config.concurrency,
+                    namespace_timeout: config.namespace_timeout,
+                    stop: &stop,
+                };
+                let pruning = prune::prune(client, &selection.unselected, &options);
                 // Pruning only deletes what is no longer wanted: it can stop at once.
                 tokio::select! {
                     failed = pruning => summary.prune_failed = failed,
