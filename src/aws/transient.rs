@@ -11,6 +11,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::aws::roles_anywhere::RaError;
+
 /// Error codes AWS services use for throttling (the SDK's own retry classifier knows the same).
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
@@ -73,10 +75,22 @@ pub fn no_answer(err: &(dyn Error + 'static)) -> bool {
     false
 }
 
-/// Whether a credentials provider's failure may pass later.
+/// Whether a credentials provider's failure may pass later. Providers box their own errors
+/// inside the `CredentialsError`, so the chain is searched for the ones we can judge.
 pub fn credentials_error(err: &aws_credential_types::provider::error::CredentialsError) -> bool {
     use aws_credential_types::provider::error::CredentialsError;
-    matches!(err, CredentialsError::ProviderTimedOut(_)) || no_answer(err)
+    if matches!(err, CredentialsError::ProviderTimedOut(_)) {
+        return true;
+    }
+    let mut next: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        // Roles Anywhere keeps its transport and service failures as text: ask it directly.
+        if let Some(ra) = e.downcast_ref::<RaError>() {
+            return ra.may_pass_on_retry();
+        }
+        next = e.source();
+    }
+    no_answer(err)
 }
 
 #[cfg(test)]
@@ -98,5 +112,25 @@ mod tests {
         assert!(no_answer(&refused));
         let denied = Outer(std::io::Error::other("AccessDenied"));
         assert!(!no_answer(&denied));
+    }
+
+    #[test]
+    fn a_roles_anywhere_outage_inside_a_provider_error_counts() {
+        use aws_credential_types::provider::error::CredentialsError;
+        let busy = CredentialsError::provider_error(RaError::Service {
+            status: 503,
+            message: "busy".into(),
+        });
+        assert!(credentials_error(&busy));
+        let gone = CredentialsError::provider_error(RaError::Transport {
+            endpoint: "https://ra.example".into(),
+            message: "connection refused".into(),
+        });
+        assert!(credentials_error(&gone));
+        let denied = CredentialsError::provider_error(RaError::Service {
+            status: 403,
+            message: "AccessDenied".into(),
+        });
+        assert!(!credentials_error(&denied));
     }
 }
