@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use fake_kube::{IssuedCredentials, MetadataServer};
+use fake_kube::{AwsFault, IssuedCredentials, MetadataServer};
 
 const ISSUED_SECRET: &str = "wJalrXUtnFEMI-test-secret-key-do-not-log";
 
@@ -142,6 +142,83 @@ async fn irsa_web_identity() {
     let ops: Vec<String> = h.aws.calls().iter().map(|c| c.operation.clone()).collect();
     assert_eq!(ops, ["AssumeRoleWithWebIdentity", "GetAuthorizationToken"]);
     assert!(h.secret("team-a", "ecr").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sts_outage_while_assuming_a_role_exits_3_and_a_refusal_exits_2() {
+    let h = Harness::new(&["team-a"]).await;
+    let registry = registry("us-east-1");
+    let args = [
+        "--namespaces",
+        "team-a",
+        "--registries",
+        &registry,
+        "--assume-role-arn",
+        "arn:aws:iam::123456789012:role/ecr-reader",
+    ];
+    for (status, code, exit) in [
+        (400, "Throttling", 3),
+        (503, "ServiceUnavailable", 3),
+        (403, "AccessDenied", 2),
+    ] {
+        h.aws.fail(AwsFault {
+            operation: Some("AssumeRole".into()),
+            status,
+            code: code.into(),
+            message: "injected".into(),
+        });
+        let run = h.run(&args).await;
+        assert_eq!(run.code, exit, "{code}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("cannot assume role") && run.stderr.contains(code),
+            "{code}: {}",
+            run.stderr
+        );
+        assert_no_secrets(&run.output());
+    }
+    assert!(
+        h.aws
+            .calls()
+            .iter()
+            .all(|c| c.operation != "GetAuthorizationToken")
+    );
+    assert!(h.secret("team-a", "ecr").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn irsa_exits_3_when_sts_cannot_reach_the_identity_provider() {
+    let h = Harness::new(&["team-a"]).await;
+    let token_file = h.dir.path().join("token");
+    std::fs::write(
+        &token_file,
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.sig",
+    )
+    .unwrap();
+    let mut env = env_without_keys(&h);
+    env.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
+    env.push((
+        "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
+        token_file.display().to_string(),
+    ));
+    env.push((
+        "AWS_ROLE_ARN".into(),
+        "arn:aws:iam::123456789012:role/irsa-ecr".into(),
+    ));
+    let registry = registry("us-east-1");
+    let args = ["--namespaces", "team-a", "--registries", &registry];
+    for (code, exit) in [("IDPCommunicationError", 3), ("InvalidIdentityToken", 2)] {
+        h.aws.fail(AwsFault {
+            operation: Some("AssumeRoleWithWebIdentity".into()),
+            status: 400,
+            code: code.into(),
+            message: "injected".into(),
+        });
+        let run = h.run_env(&args, env.clone()).await;
+        assert_eq!(run.code, exit, "{code}: {}", run.stderr);
+        assert!(run.stderr.contains(code), "{code}: {}", run.stderr);
+        assert_no_secrets(&run.output());
+    }
+    assert!(h.secret("team-a", "ecr").is_none());
 }
 
 /// No keys and no region anywhere: what a newcomer's laptop looks like.

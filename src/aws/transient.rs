@@ -7,6 +7,8 @@
 
 use std::error::Error;
 
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -27,6 +29,10 @@ const THROTTLING_CODES: &[&str] = &[
     "EC2ThrottledException",
 ];
 
+/// Other error codes that say the service, not the request, failed: STS could not reach the
+/// identity provider (the OIDC issuer) to check a web identity token.
+const UNAVAILABLE_CODES: &[&str] = &["IDPCommunicationError"];
+
 /// Whether a failed SDK call may pass later: no answer in time, no connection, an unreadable
 /// answer, or throttling and server errors that outlasted the SDK's own retries.
 pub fn sdk_error<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
@@ -36,10 +42,9 @@ pub fn sdk_error<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bo
         }
         SdkError::ServiceError(ctx) => {
             http_status(ctx.raw().status().as_u16())
-                || ctx
-                    .err()
-                    .code()
-                    .is_some_and(|c| THROTTLING_CODES.contains(&c))
+                || ctx.err().code().is_some_and(|c| {
+                    THROTTLING_CODES.contains(&c) || UNAVAILABLE_CODES.contains(&c)
+                })
         }
         // Building the request failed: nothing was sent, and nothing will change by itself.
         _ => false,
@@ -87,6 +92,16 @@ pub fn credentials_error(err: &aws_credential_types::provider::error::Credential
         // Roles Anywhere keeps its transport and service failures as text: ask it directly.
         if let Some(ra) = e.downcast_ref::<RaError>() {
             return ra.may_pass_on_retry();
+        }
+        // AssumeRole (--assume-role-arn, profiles) and AssumeRoleWithWebIdentity (IRSA) box the
+        // STS call's own error; a timeout there has no ConnectorError to find.
+        if let Some(sts) = e.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
+            return sdk_error(sts);
+        }
+        if let Some(sts) =
+            e.downcast_ref::<SdkError<AssumeRoleWithWebIdentityError, HttpResponse>>()
+        {
+            return sdk_error(sts);
         }
         next = e.source();
     }
