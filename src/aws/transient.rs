@@ -37,14 +37,26 @@ const UNAVAILABLE_CODES: &[&str] = &["IDPCommunicationError"];
 /// answer, or throttling and server errors that outlasted the SDK's own retries.
 pub fn sdk_error<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
         SdkError::ServiceError(ctx) => {
             http_status(ctx.raw().status().as_u16())
                 || ctx.err().code().is_some_and(|c| {
                     THROTTLING_CODES.contains(&c) || UNAVAILABLE_CODES.contains(&c)
                 })
+        }
+        other => no_service_answer(other),
+    }
+}
+
+/// Whether a failed call that got no answer from the service may pass later: a timeout, a
+/// connection that failed or broke, an unreadable answer. A request that could not be built
+/// (a bad endpoint or header) or a connector failure of another kind needs a person.
+pub fn no_service_answer<E, R>(err: &SdkError<E, R>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(d) => {
+            d.is_timeout()
+                || d.is_io()
+                || d.as_other() == Some(aws_smithy_types::retry::ErrorKind::TransientError)
         }
         // Building the request failed: nothing was sent, and nothing will change by itself.
         _ => false,
@@ -130,6 +142,38 @@ mod tests {
     }
 
     #[test]
+    fn only_connector_timeouts_and_io_failures_are_worth_waiting_for() {
+        use aws_smithy_runtime_api::client::result::DispatchFailure;
+        use aws_smithy_types::retry::ErrorKind;
+        let dispatch = |e: ConnectorError| -> SdkError<(), ()> {
+            SdkError::DispatchFailure(DispatchFailure::builder().source(e).build())
+        };
+        assert!(no_service_answer(&dispatch(ConnectorError::timeout(
+            "slow".into()
+        ))));
+        assert!(no_service_answer(&dispatch(ConnectorError::io(
+            "reset".into()
+        ))));
+        assert!(no_service_answer(&dispatch(ConnectorError::other(
+            "incomplete message".into(),
+            Some(ErrorKind::TransientError)
+        ))));
+        assert!(!no_service_answer(&dispatch(ConnectorError::other(
+            "certificate rejected".into(),
+            None
+        ))));
+        assert!(!no_service_answer(&dispatch(ConnectorError::user(
+            "bad request".into()
+        ))));
+        assert!(!no_service_answer(
+            &SdkError::<(), ()>::construction_failure("bad endpoint")
+        ));
+        assert!(no_service_answer(&SdkError::<(), ()>::timeout_error(
+            "slow"
+        )));
+    }
+
+    #[test]
     fn a_roles_anywhere_outage_inside_a_provider_error_counts() {
         use aws_credential_types::provider::error::CredentialsError;
         let busy = CredentialsError::provider_error(RaError::Service {
@@ -140,6 +184,7 @@ mod tests {
         let gone = CredentialsError::provider_error(RaError::Transport {
             endpoint: "https://ra.example".into(),
             message: "connection refused".into(),
+            transient: true,
         });
         assert!(credentials_error(&gone));
         let denied = CredentialsError::provider_error(RaError::Service {

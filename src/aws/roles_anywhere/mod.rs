@@ -47,7 +47,16 @@ pub enum RaError {
     #[error("cannot read the private key's passphrase: {0}")]
     Passphrase(String),
     #[error("cannot reach Roles Anywhere at {endpoint}: {message}")]
-    Transport { endpoint: String, message: String },
+    Transport {
+        endpoint: String,
+        message: String,
+        /// No answer in time, or a connection that failed or broke: a later run may pass.
+        transient: bool,
+    },
+    #[error(
+        "cannot build the Roles Anywhere CreateSession request for {endpoint}: {message}. Check --ra-endpoint and the certificate files"
+    )]
+    Request { endpoint: String, message: String },
     #[error("Roles Anywhere CreateSession failed (HTTP {status}): {message}")]
     Service { status: u16, message: String },
 }
@@ -57,7 +66,7 @@ impl RaError {
     /// answer, throttled, or failed on its side.
     pub fn may_pass_on_retry(&self) -> bool {
         match self {
-            RaError::Transport { .. } => true,
+            RaError::Transport { transient, .. } => *transient,
             RaError::Service { status, .. } => crate::aws::transient::http_status(*status),
             _ => false,
         }

@@ -216,9 +216,15 @@ pub async fn create_session(
                 message: format!("{}{tried}", refusal.message),
             }
         }
+        // Nothing was sent: a retry would build the same request again.
+        unbuilt @ SdkError::ConstructionFailure(_) => RaError::Request {
+            endpoint: endpoint.to_string(),
+            message: crate::errors::chain(&unbuilt),
+        },
         other => RaError::Transport {
             endpoint: endpoint.to_string(),
             message: format!("{}{tried}", crate::errors::chain(&other)),
+            transient: crate::aws::transient::no_service_answer(&other),
         },
     })
 }
@@ -237,5 +243,24 @@ mod tests {
         assert_eq!(c.secret_access_key.expose(), "sk");
         assert_eq!(c.expiration.to_string(), "2026-11-21T13:00:00Z");
         assert!(parse_response(br#"{"credentialSet":[]}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_not_worth_retrying() {
+        // A header value with a line break cannot go on the wire: nothing is sent.
+        let signed = Signed {
+            headers: vec![("x-amz-date".into(), "bad\nvalue".into())],
+            path_and_query: "/sessions".into(),
+        };
+        let err = create_session(
+            &crate::aws::http::client(),
+            "http://127.0.0.1:9",
+            &signed,
+            Vec::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, RaError::Request { .. }), "{err:?}");
+        assert!(!err.may_pass_on_retry(), "{err}");
     }
 }
