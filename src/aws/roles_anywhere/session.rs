@@ -63,10 +63,26 @@ struct ServiceError {
     message: Option<String>,
 }
 
+/// Where and how a CreateSession answer is malformed. Never serde_json's own message: it quotes
+/// the values it did not expect, and this body holds the secret key and the session token.
+fn malformed(e: serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax => "not valid JSON",
+        Category::Data => "not the expected credentialSet",
+        Category::Eof => "cut short",
+    };
+    format!(
+        "unexpected answer: {what} at line {}, column {}",
+        e.line(),
+        e.column()
+    )
+}
+
 /// Parses a 2xx CreateSession body.
 pub fn parse_response(body: &[u8]) -> Result<SessionCredentials, String> {
-    let resp: Response =
-        serde_json::from_slice(body).map_err(|e| format!("unexpected answer: {e}"))?;
+    let resp: Response = serde_json::from_slice(body).map_err(malformed)?;
     let c = resp
         .credential_set
         .into_iter()
@@ -243,6 +259,19 @@ mod tests {
         assert_eq!(c.secret_access_key.expose(), "sk");
         assert_eq!(c.expiration.to_string(), "2026-11-21T13:00:00Z");
         assert!(parse_response(br#"{"credentialSet":[]}"#).is_err());
+    }
+
+    #[test]
+    fn a_malformed_answer_is_described_without_its_values() {
+        let body = br#"{"credentialSet":[{"credentials":{"accessKeyId":"A","secretAccessKey":["sk-123"],"sessionToken":"st-456","expiration":"x"}}]}"#;
+        let err = parse_response(body).unwrap_err();
+        assert!(
+            err.contains("not the expected credentialSet at line 1"),
+            "{err}"
+        );
+        assert!(!err.contains("sk-123") && !err.contains("st-456"), "{err}");
+        let err = parse_response(br#"{"credentialSet":"st-456"#).unwrap_err();
+        assert!(!err.contains("st-456"), "{err}");
     }
 
     #[tokio::test]
