@@ -221,6 +221,82 @@ async fn irsa_exits_3_when_sts_cannot_reach_the_identity_provider() {
     assert!(h.secret("team-a", "ecr").is_none());
 }
 
+/// An egress proxy whose URL carries a password, and nothing listening behind it (port 1), so
+/// that every call through it fails and the failure is reported.
+const PROXY_PASSWORD: &str = "pr0xy-pa55word-do-not-log";
+
+fn env_with_proxy(h: &Harness) -> Vec<(String, String)> {
+    let proxy = format!("http://proxy-user:{PROXY_PASSWORD}@127.0.0.1:1");
+    let mut env = h.base_env();
+    for var in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+        env.push((var.into(), proxy.clone()));
+    }
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_password_never_reaches_the_output() {
+    let h = Harness::new(&["team-a"]).await;
+    let registry = registry("us-east-1");
+    let run = h
+        .run_env(
+            &["--namespaces", "team-a", "--registries", &registry],
+            env_with_proxy(&h),
+        )
+        .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        h.aws.calls().is_empty(),
+        "the proxy was bypassed: {}",
+        run.stderr
+    );
+    let out = run.output();
+    assert!(
+        !out.contains(PROXY_PASSWORD),
+        "the proxy password leaks:\n{out}"
+    );
+    assert_no_secrets(&out);
+    // doctor's AWS rows, which go through the same client.
+    let doctor = h
+        .run_env(&["doctor", "--namespaces", "team-a"], env_with_proxy(&h))
+        .await;
+    let aws_rows: Vec<&str> = doctor
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("AWS"))
+        .take_while(|l| l.starts_with("AWS") || l.starts_with(' '))
+        .collect();
+    assert!(
+        aws_rows
+            .iter()
+            .any(|l| l.starts_with("AWS identity") && l.contains("FAIL")),
+        "{}",
+        doctor.stdout
+    );
+    let aws_rows = aws_rows.join("\n");
+    assert!(
+        !aws_rows.contains(PROXY_PASSWORD),
+        "the proxy password leaks:\n{aws_rows}"
+    );
+    assert_no_secrets(&doctor.output());
+}
+
+/// The Kubernetes row of doctor quotes kube's error, which names the proxy URL whole; the fix
+/// belongs in src/cluster. Run with `--ignored` to see it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "leak found in src/cluster (the kube client's proxy error quotes the URL), not fixed here"]
+async fn doctor_never_shows_a_proxy_password() {
+    let h = Harness::new(&["team-a"]).await;
+    let doctor = h
+        .run_env(&["doctor", "--namespaces", "team-a"], env_with_proxy(&h))
+        .await;
+    let out = doctor.output();
+    assert!(
+        !out.contains(PROXY_PASSWORD),
+        "the proxy password leaks:\n{out}"
+    );
+}
+
 /// No keys and no region anywhere: what a newcomer's laptop looks like.
 fn env_without_region(h: &Harness) -> Vec<(String, String)> {
     h.env_without_keys()
