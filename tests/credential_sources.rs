@@ -163,6 +163,7 @@ async fn an_sts_outage_while_assuming_a_role_exits_3_and_a_refusal_exits_2() {
     ] {
         h.aws.fail(AwsFault {
             operation: Some("AssumeRole".into()),
+            service: None,
             status,
             code: code.into(),
             message: "injected".into(),
@@ -209,6 +210,7 @@ async fn irsa_exits_3_when_sts_cannot_reach_the_identity_provider() {
     for (code, exit) in [("IDPCommunicationError", 3), ("InvalidIdentityToken", 2)] {
         h.aws.fail(AwsFault {
             operation: Some("AssumeRoleWithWebIdentity".into()),
+            service: None,
             status: 400,
             code: code.into(),
             message: "injected".into(),
