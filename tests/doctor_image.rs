@@ -90,7 +90,7 @@ fn moto_ecr() -> aws_sdk_ecr::Client {
         .region(Region::new("us-east-1"))
         .endpoint_url(moto_url())
         .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .http_client(ecr_secret_refresher::aws::credentials::http_client())
+        .http_client(ecr_secret_refresher::aws::http::client())
         .build();
     aws_sdk_ecr::Client::from_conf(conf)
 }

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use aws_smithy_runtime::client::orchestrator::operation::Operation;
 use aws_smithy_runtime::client::retries::classifiers::TransientErrorClassifier;
@@ -20,12 +19,11 @@ use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryA
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::retry::RetryConfig;
-use aws_smithy_types::timeout::TimeoutConfig;
 use serde::Deserialize;
 
 use super::RaError;
 use super::signer::Signed;
+use crate::aws::http;
 use crate::sensitive::Sensitive;
 
 /// Session credentials from Roles Anywhere.
@@ -205,16 +203,10 @@ pub async fn create_session(
         .http_client(http.clone())
         .endpoint_url(endpoint)
         .no_auth()
-        .standard_retry(&RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .standard_retry(&http::retry_config().with_max_attempts(MAX_ATTEMPTS))
         .retry_classifier(RetryableStatus)
         .retry_classifier(TransientErrorClassifier::<Refusal>::new())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(20))
-                .operation_timeout(Duration::from_secs(60))
-                .build(),
-        )
+        .timeout_config(http::timeout_config())
         .interceptor(attempts.clone())
         .serializer(move |body: Vec<u8>| http_request(&signed, body))
         .deserializer(parse_http_response)
