@@ -90,7 +90,7 @@ fn moto_ecr() -> aws_sdk_ecr::Client {
         .region(Region::new("us-east-1"))
         .endpoint_url(moto_url())
         .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .http_client(ecr_secret_refresher::aws::credentials::http_client())
+        .http_client(ecr_secret_refresher::aws::http::client())
         .build();
     aws_sdk_ecr::Client::from_conf(conf)
 }
@@ -166,6 +166,7 @@ async fn seed(account: &str, repo: &str, tag: &str, policy: Option<Value>) -> St
 fn access_denied(operation: &str, action: &str, repo: &str, account: &str) -> AwsFault {
     AwsFault {
         operation: Some(operation.into()),
+        service: None,
         status: 400,
         code: "AccessDeniedException".into(),
         message: format!(
@@ -515,6 +516,7 @@ async fn a_missing_repository_or_tag_is_told_apart_from_a_denial() {
     // Injected by the front: a pull by digest the repository does not hold.
     h.aws.fail(AwsFault {
         operation: Some("DescribeImages".into()),
+        service: None,
         status: 400,
         code: "ImageNotFoundException".into(),
         message: "The image with imageId {imageDigest:sha256:bbbb} does not exist within the repository with name doctor/tags".into(),
@@ -559,6 +561,7 @@ async fn without_describe_images_the_check_asks_like_a_pull() {
     // A repository injected as missing behind the denial is still "does not exist".
     h.aws.fail_also(AwsFault {
         operation: Some("BatchGetImage".into()),
+        service: None,
         status: 400,
         code: "RepositoryNotFoundException".into(),
         message: "The repository with name doctor/pull-only does not exist in the registry with id 123456789012".into(),

@@ -393,6 +393,7 @@ async fn a_throttled_token_call_is_retried_then_reported() {
     let h = Harness::new(&[]).await;
     let throttle = || AwsFault {
         operation: Some("GetAuthorizationToken".into()),
+        service: None,
         status: 400,
         code: "ThrottlingException".into(),
         message: "Rate exceeded".into(),
@@ -578,6 +579,7 @@ async fn the_sts_refusal_is_reported_with_the_role() {
     let h = Harness::new(&[]).await;
     h.aws.fail(AwsFault {
         operation: Some("AssumeRoleWithWebIdentity".into()),
+        service: None,
         status: 400,
         code: "InvalidIdentityToken".into(),
         message: "Incorrect token audience".into(),

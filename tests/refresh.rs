@@ -242,6 +242,7 @@ async fn token_failure_changes_nothing_in_the_cluster() {
     h.kube.clear_requests();
     h.aws.fail(AwsFault {
         operation: Some("GetAuthorizationToken".into()),
+        service: None,
         status: 400,
         code: "AccessDeniedException".into(),
         message: "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:GetAuthorizationToken".into(),
@@ -286,6 +287,7 @@ async fn a_token_call_that_stays_throttled_or_failing_exits_3() {
     ] {
         h.aws.fail(AwsFault {
             operation: Some("GetAuthorizationToken".into()),
+            service: None,
             status,
             code: code.into(),
             message: "injected".into(),

@@ -18,9 +18,7 @@ use aws_config::imds::region::ImdsRegionProvider;
 use aws_config::meta::region::ProvideRegion;
 use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
 use aws_config::provider_config::ProviderConfig;
-use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::timeout::TimeoutConfig;
 use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -28,6 +26,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
+use crate::aws::http;
 use crate::aws::profile::{Finding, ProfileFiles};
 use crate::aws::roles_anywhere::{RaError, RolesAnywhere};
 use crate::aws::settings::{AwsSettings, CredentialsSource};
@@ -90,7 +89,6 @@ impl AwsSetupError {
         )
     }
 
-    /// What to do about it, in one line (for `doctor`).
     /// Whether a later run may pass without anyone changing anything (see [`transient`]).
     pub fn may_pass_on_retry(&self) -> bool {
         match self {
@@ -105,6 +103,7 @@ impl AwsSetupError {
         }
     }
 
+    /// What to do about it, in one line (for `doctor`).
     pub fn fix(&self) -> &'static str {
         match self {
             AwsSetupError::NoRegion => {
@@ -136,11 +135,6 @@ pub struct Aws {
     pub sdk: SdkConfig,
     /// Which source the credentials came from, for the log.
     pub source: &'static str,
-}
-
-/// The HTTP client for every AWS call; see [`crate::aws::http`].
-pub fn http_client() -> SharedHttpClient {
-    crate::aws::http::client()
 }
 
 fn fast_imds(conf: &ProviderConfig) -> imds::Client {
@@ -356,7 +350,7 @@ impl ProvideCredentials for Primed {
 /// Resolves region and credentials (and the assumed role, if any), failing fast with an error
 /// that says what to fix. `region_hint` is the region of the first registry, if registries were named.
 pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<Aws, AwsSetupError> {
-    let http = http_client();
+    let http = http::client();
     let base = ProviderConfig::default().with_http_client(http.clone());
     let Some(region) = resolve_region(settings, region_hint, &base).await else {
         // A misspelt AWS_PROFILE, or a broken file, is the likelier cause than a profile
@@ -380,14 +374,8 @@ pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<A
         .http_client(http)
         .region(region.clone())
         .credentials_provider(Primed::provider(creds, source.provider))
-        .retry_config(RetryConfig::standard().with_max_attempts(4))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(20))
-                .operation_timeout(Duration::from_secs(60))
-                .build(),
-        )
+        .retry_config(http::retry_config())
+        .timeout_config(http::timeout_config())
         .load()
         .await;
     let Some(role) = &settings.assume_role else {

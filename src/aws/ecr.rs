@@ -97,22 +97,30 @@ async fn token_for(sdk: &SdkConfig, scope: &TokenScope) -> Result<Token, EcrErro
             code: aws_sdk_ecr::error::ProvideErrorMetadata::code(&e).map(str::to_string),
             transient: crate::aws::transient::sdk_error(&e),
         })?;
+    read_token(
+        &scope.region,
+        out.authorization_data
+            .and_then(|d| d.into_iter().next())
+            .map(|d| (d.authorization_token, d.expires_at)),
+    )
+}
+
+/// Reads the token out of a GetAuthorizationToken answer, which ECR and ECR Public shape alike:
+/// `data` is the first authorization data's `(authorizationToken, expiresAt)`, if there is one.
+pub(crate) fn read_token(
+    region: &str,
+    data: Option<(Option<String>, Option<aws_smithy_types::DateTime>)>,
+) -> Result<Token, EcrError> {
     let malformed = |what| EcrError::Malformed {
-        region: scope.region.clone(),
+        region: region.to_string(),
         what,
     };
-    let data = out
-        .authorization_data
-        .and_then(|d| d.into_iter().next())
-        .ok_or_else(|| malformed("no authorization data"))?;
-    let encoded = data
-        .authorization_token
-        .ok_or_else(|| malformed("no authorization token"))?;
+    let (encoded, expires_at) = data.ok_or_else(|| malformed("no authorization data"))?;
+    let encoded = encoded.ok_or_else(|| malformed("no authorization token"))?;
     let (username, password) = decode_token(&encoded)
         .ok_or_else(|| malformed("a token that is not base64 of user:password"))?;
-    let expires_at = data
-        .expires_at
-        .and_then(|t| Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
+    let expires_at =
+        expires_at.and_then(|t| Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
     Ok(Token {
         username,
         password,
@@ -155,6 +163,26 @@ mod tests {
         let (user, pw) = decode_token(&STANDARD.encode("AWS:abc:def=")).unwrap();
         assert_eq!(user, "AWS");
         assert_eq!(pw.expose(), "abc:def=");
+    }
+
+    #[test]
+    fn reads_a_token_or_says_what_the_answer_lacks() {
+        let good = STANDARD.encode("AWS:pw");
+        let at = aws_smithy_types::DateTime::from_secs(1_800_000_000);
+        let t = read_token("eu-west-1", Some((Some(good), Some(at)))).unwrap();
+        assert_eq!((t.username.as_str(), t.password.expose()), ("AWS", "pw"));
+        assert_eq!(t.expires_at.map(|e| e.as_second()), Some(1_800_000_000));
+        for (data, what) in [
+            (None, "no authorization data"),
+            (Some((None, None)), "no authorization token"),
+            (
+                Some((Some("!!!".to_string()), None)),
+                "a token that is not base64 of user:password",
+            ),
+        ] {
+            let err = read_token("eu-west-1", data).unwrap_err().to_string();
+            assert!(err.contains("eu-west-1") && err.ends_with(what), "{err}");
+        }
     }
 
     #[test]

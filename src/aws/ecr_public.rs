@@ -6,7 +6,7 @@
 use aws_config::{Region, SdkConfig};
 use jiff::Timestamp;
 
-use crate::aws::ecr::{EcrError, RegistryAuth, Token, decode_token};
+use crate::aws::ecr::{EcrError, RegistryAuth, Token, read_token};
 use crate::aws::registry::{ECR_PUBLIC_HOST, ECR_PUBLIC_REGION};
 use crate::errors;
 
@@ -24,26 +24,11 @@ pub async fn token(sdk: &SdkConfig) -> Result<Token, EcrError> {
             message: errors::chain(&e),
             transient: crate::aws::transient::sdk_error(&e),
         })?;
-    let malformed = |what| EcrError::Malformed {
-        region: ECR_PUBLIC_REGION.to_string(),
-        what,
-    };
-    let data = out
-        .authorization_data
-        .ok_or_else(|| malformed("no authorization data"))?;
-    let encoded = data
-        .authorization_token
-        .ok_or_else(|| malformed("no authorization token"))?;
-    let (username, password) = decode_token(&encoded)
-        .ok_or_else(|| malformed("a token that is not base64 of user:password"))?;
-    let expires_at = data
-        .expires_at
-        .and_then(|t| Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
-    Ok(Token {
-        username,
-        password,
-        expires_at,
-    })
+    read_token(
+        ECR_PUBLIC_REGION,
+        out.authorization_data
+            .map(|d| (d.authorization_token, d.expires_at)),
+    )
 }
 
 /// The `public.ecr.aws` entry and its expiry.

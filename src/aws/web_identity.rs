@@ -2,15 +2,11 @@
 //! and STS AssumeRoleWithWebIdentity exchanges it for the credentials of the role the
 //! ServiceAccount names. The call is unsigned, so it needs no node credentials at all.
 
-use std::time::Duration;
-
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use crate::aws::credentials::http_client;
+use crate::aws::http;
 use crate::errors;
 use crate::sensitive::Sensitive;
 
@@ -31,17 +27,11 @@ pub enum WebIdentityError {
 /// identity, and the same HTTPS client.
 async fn unsigned(region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client())
+        .http_client(http::client())
         .region(Region::new(region.to_string()))
         .no_credentials()
-        .retry_config(RetryConfig::standard().with_max_attempts(4))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(20))
-                .operation_timeout(Duration::from_secs(60))
-                .build(),
-        )
+        .retry_config(http::retry_config())
+        .timeout_config(http::timeout_config())
         .load()
         .await
 }

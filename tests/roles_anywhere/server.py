@@ -10,10 +10,12 @@ A failed check answers 403 with a message, like the service; a good request gets
 session credentials. Each request is appended to the log file as one JSON line.
 
 Usage: python server.py --trust-anchor ROOT.crt --log FILE [--access-key-id ID]
-                        [--fail-first N] [--fail-status STATUS]
+                        [--fail-first N] [--fail-status STATUS] [--double-encode]
 Prints the port it listens on as the first line of stdout. With --fail-first N, the first N
 requests are answered with --fail-status (default 503) before any check, as an overloaded
-service would; they are logged with the result "fault STATUS".
+service would; they are logged with the result "fault STATUS". With --double-encode, an
+accepted request's credentials are sent as a JSON string instead of an object (as a broken
+gateway might), so the answer is malformed but holds the secret key and session token.
 """
 
 import argparse
@@ -122,6 +124,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         entry["result"] = "accepted"
         self.log_entry(entry)
+        if self.server.double_encode:
+            for item in creds["credentialSet"]:
+                item["credentials"] = json.dumps(item["credentials"])
         self.reply(201, creds)
 
     def log_entry(self, entry):
@@ -221,6 +226,7 @@ def main():
     parser.add_argument("--access-key-id", default="ASIAROLESANYWHERE")
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--fail-status", type=int, default=503)
+    parser.add_argument("--double-encode", action="store_true")
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.anchor = x509.load_pem_x509_certificate(open(args.trust_anchor, "rb").read())
@@ -229,6 +235,7 @@ def main():
     server.lock = threading.Lock()
     server.faults_left = args.fail_first
     server.fail_status = args.fail_status
+    server.double_encode = args.double_encode
     print(server.server_address[1], flush=True)
     server.serve_forever()
 

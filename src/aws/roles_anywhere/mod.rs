@@ -44,10 +44,23 @@ pub enum RaError {
         "--ra-endpoint: '{0}' is not an endpoint such as https://rolesanywhere.eu-west-1.amazonaws.com (scheme and host, optionally a port, no path)"
     )]
     Endpoint(String),
+    #[error(
+        "--ra-endpoint: '{0}' uses http://, which would send the session credentials unencrypted. Use https://; http:// is allowed only for a loopback host (127.0.0.1, ::1, localhost)"
+    )]
+    PlainHttpEndpoint(String),
     #[error("cannot read the private key's passphrase: {0}")]
     Passphrase(String),
     #[error("cannot reach Roles Anywhere at {endpoint}: {message}")]
-    Transport { endpoint: String, message: String },
+    Transport {
+        endpoint: String,
+        message: String,
+        /// No answer in time, or a connection that failed or broke: a later run may pass.
+        transient: bool,
+    },
+    #[error(
+        "cannot build the Roles Anywhere CreateSession request for {endpoint}: {message}. Check --ra-endpoint and the certificate files"
+    )]
+    Request { endpoint: String, message: String },
     #[error("Roles Anywhere CreateSession failed (HTTP {status}): {message}")]
     Service { status: u16, message: String },
 }
@@ -57,7 +70,7 @@ impl RaError {
     /// answer, throttled, or failed on its side.
     pub fn may_pass_on_retry(&self) -> bool {
         match self {
-            RaError::Transport { .. } => true,
+            RaError::Transport { transient, .. } => *transient,
             RaError::Service { status, .. } => crate::aws::transient::http_status(*status),
             _ => false,
         }
@@ -153,6 +166,9 @@ impl Settings {
         }
         if let Some(e) = &endpoint {
             endpoint_host(e).ok_or_else(|| RaError::Endpoint(e.clone()))?;
+            if !plain_http_allowed(e) {
+                return Err(RaError::PlainHttpEndpoint(e.clone()));
+            }
         }
         Ok(Settings {
             certificate,
@@ -199,6 +215,24 @@ pub fn endpoint_host(endpoint: &str) -> Option<String> {
         Some(p) if p != default_port => format!("{host}:{p}"),
         _ => host,
     })
+}
+
+/// Whether `endpoint` (already checked by [`endpoint_host`]) may be used: any https:// URL, and
+/// http:// only on this machine (a local test server or a sidecar), since the answer carries
+/// the session credentials.
+fn plain_http_allowed(endpoint: &str) -> bool {
+    let Ok(uri) = endpoint.trim_end_matches('/').parse::<hyper::Uri>() else {
+        return false;
+    };
+    if uri.scheme_str() != Some("http") {
+        return true;
+    }
+    let host = uri.host().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A loaded, checked Roles Anywhere identity that can create sessions.
@@ -399,6 +433,50 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn plain_http_is_allowed_only_on_loopback() {
+        let with_endpoint = |e: &str| {
+            Settings::new(
+                "c".into(),
+                "k".into(),
+                None,
+                TA.into(),
+                PROFILE.into(),
+                ROLE.into(),
+                3600,
+                None,
+                Some(e.into()),
+                None,
+            )
+        };
+        for ok in [
+            "http://127.0.0.1:8443",
+            "http://127.1.2.3",
+            "http://[::1]:8443",
+            "http://localhost:8443",
+            "http://LOCALHOST",
+            "https://ra.example",
+            "https://10.0.0.5:8443",
+        ] {
+            assert!(with_endpoint(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://ra.example",
+            "http://10.0.0.5:8443",
+            "http://[fe80::1]",
+            "http://localhost.example.com",
+            "http://128.0.0.1",
+        ] {
+            let err = with_endpoint(bad).unwrap_err();
+            assert!(matches!(err, RaError::PlainHttpEndpoint(_)), "{bad}: {err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("--ra-endpoint") && msg.contains(bad) && msg.contains("https://"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

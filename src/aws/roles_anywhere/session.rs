@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use aws_smithy_runtime::client::orchestrator::operation::Operation;
 use aws_smithy_runtime::client::retries::classifiers::TransientErrorClassifier;
@@ -20,12 +19,11 @@ use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryA
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::retry::RetryConfig;
-use aws_smithy_types::timeout::TimeoutConfig;
 use serde::Deserialize;
 
 use super::RaError;
 use super::signer::Signed;
+use crate::aws::http;
 use crate::sensitive::Sensitive;
 
 /// Session credentials from Roles Anywhere.
@@ -63,10 +61,26 @@ struct ServiceError {
     message: Option<String>,
 }
 
+/// Where and how a CreateSession answer is malformed. Never serde_json's own message: it quotes
+/// the values it did not expect, and this body holds the secret key and the session token.
+fn malformed(e: serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax => "not valid JSON",
+        Category::Data => "not the expected credentialSet",
+        Category::Eof => "cut short",
+    };
+    format!(
+        "unexpected answer: {what} at line {}, column {}",
+        e.line(),
+        e.column()
+    )
+}
+
 /// Parses a 2xx CreateSession body.
 pub fn parse_response(body: &[u8]) -> Result<SessionCredentials, String> {
-    let resp: Response =
-        serde_json::from_slice(body).map_err(|e| format!("unexpected answer: {e}"))?;
+    let resp: Response = serde_json::from_slice(body).map_err(malformed)?;
     let c = resp
         .credential_set
         .into_iter()
@@ -189,16 +203,10 @@ pub async fn create_session(
         .http_client(http.clone())
         .endpoint_url(endpoint)
         .no_auth()
-        .standard_retry(&RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .standard_retry(&http::retry_config().with_max_attempts(MAX_ATTEMPTS))
         .retry_classifier(RetryableStatus)
         .retry_classifier(TransientErrorClassifier::<Refusal>::new())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(20))
-                .operation_timeout(Duration::from_secs(60))
-                .build(),
-        )
+        .timeout_config(http::timeout_config())
         .interceptor(attempts.clone())
         .serializer(move |body: Vec<u8>| http_request(&signed, body))
         .deserializer(parse_http_response)
@@ -216,9 +224,15 @@ pub async fn create_session(
                 message: format!("{}{tried}", refusal.message),
             }
         }
+        // Nothing was sent: a retry would build the same request again.
+        unbuilt @ SdkError::ConstructionFailure(_) => RaError::Request {
+            endpoint: endpoint.to_string(),
+            message: crate::errors::chain(&unbuilt),
+        },
         other => RaError::Transport {
             endpoint: endpoint.to_string(),
             message: format!("{}{tried}", crate::errors::chain(&other)),
+            transient: crate::aws::transient::no_service_answer(&other),
         },
     })
 }
@@ -237,5 +251,37 @@ mod tests {
         assert_eq!(c.secret_access_key.expose(), "sk");
         assert_eq!(c.expiration.to_string(), "2026-11-21T13:00:00Z");
         assert!(parse_response(br#"{"credentialSet":[]}"#).is_err());
+    }
+
+    #[test]
+    fn a_malformed_answer_is_described_without_its_values() {
+        let body = br#"{"credentialSet":[{"credentials":{"accessKeyId":"A","secretAccessKey":["sk-123"],"sessionToken":"st-456","expiration":"x"}}]}"#;
+        let err = parse_response(body).unwrap_err();
+        assert!(
+            err.contains("not the expected credentialSet at line 1"),
+            "{err}"
+        );
+        assert!(!err.contains("sk-123") && !err.contains("st-456"), "{err}");
+        let err = parse_response(br#"{"credentialSet":"st-456"#).unwrap_err();
+        assert!(!err.contains("st-456"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_not_worth_retrying() {
+        // A header value with a line break cannot go on the wire: nothing is sent.
+        let signed = Signed {
+            headers: vec![("x-amz-date".into(), "bad\nvalue".into())],
+            path_and_query: "/sessions".into(),
+        };
+        let err = create_session(
+            &crate::aws::http::client(),
+            "http://127.0.0.1:9",
+            &signed,
+            Vec::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, RaError::Request { .. }), "{err:?}");
+        assert!(!err.may_pass_on_retry(), "{err}");
     }
 }

@@ -31,9 +31,21 @@ pub struct AwsCall {
 pub struct AwsFault {
     /// Only calls to this operation fail; `None` fails every call.
     pub operation: Option<String>,
+    /// Only calls to this signing service fail (`ecr`, `ecr-public`, `sts`): ECR and ECR Public
+    /// share operation names. `None` fails calls to any service.
+    pub service: Option<String>,
     pub status: u16,
     pub code: String,
     pub message: String,
+}
+
+impl AwsFault {
+    fn matches(&self, call: &AwsCall) -> bool {
+        self.operation
+            .as_ref()
+            .is_none_or(|op| *op == call.operation)
+            && self.service.as_ref().is_none_or(|s| *s == call.service)
+    }
 }
 
 #[derive(Default)]
@@ -105,9 +117,14 @@ impl AwsFront {
             .push((fault, None));
     }
 
-    /// Answers the next `times` matching calls with `fault`, then forwards again.
+    /// Answers the next `times` matching calls with `fault`, then forwards again. Faults added
+    /// before stay, and answer the calls this one does not match.
     pub fn fail_times(&self, fault: AwsFault, times: usize) {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner()).faults = vec![(fault, Some(times))];
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .faults
+            .push((fault, Some(times)));
     }
 
     pub fn clear_fault(&self) {
@@ -173,10 +190,7 @@ async fn forward(
     let fault = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.calls.push(call.clone());
-        let found = st
-            .faults
-            .iter()
-            .position(|(f, _)| f.operation.as_ref().is_none_or(|op| *op == call.operation));
+        let found = st.faults.iter().position(|(f, _)| f.matches(&call));
         found.map(|i| {
             let fault = st.faults[i].0.clone();
             if let Some(left) = st.faults[i].1.as_mut() {
@@ -290,4 +304,74 @@ fn ecr_public_token(access_key: &str) -> hyper::Response<Full<Bytes>> {
         ],
         body.to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Calls `operation` of `service` on the front, signed as the SDK would scope it, and
+    /// returns the status.
+    async fn call(front: &AwsFront, service: &str, operation: &str) -> u16 {
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let target = match service {
+            "ecr-public" => format!("SpencerFrontendService.{operation}"),
+            _ => format!("AmazonEC2ContainerRegistry_V20150921.{operation}"),
+        };
+        let req = hyper::Request::post(front.url())
+            .header("x-amz-target", target)
+            .header(
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=00"
+                ),
+            )
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        client.request(req).await.unwrap().status().as_u16()
+    }
+
+    fn fault(operation: &str, service: Option<&str>) -> AwsFault {
+        AwsFault {
+            operation: Some(operation.into()),
+            service: service.map(Into::into),
+            status: 400,
+            code: "AccessDeniedException".into(),
+            message: "injected".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fault_for_one_service_leaves_the_other_alone() {
+        // Nothing listens upstream: only the front's own answers can succeed.
+        let front = AwsFront::start("http://127.0.0.1:1").await.unwrap();
+        front.fail(fault("GetAuthorizationToken", Some("ecr")));
+        assert_eq!(call(&front, "ecr", "GetAuthorizationToken").await, 400);
+        assert_eq!(
+            call(&front, "ecr-public", "GetAuthorizationToken").await,
+            200
+        );
+        front.fail(fault("GetAuthorizationToken", None));
+        assert_eq!(
+            call(&front, "ecr-public", "GetAuthorizationToken").await,
+            400
+        );
+    }
+
+    #[tokio::test]
+    async fn fail_times_keeps_the_faults_added_before() {
+        let front = AwsFront::start("http://127.0.0.1:1").await.unwrap();
+        front.fail(fault("DescribeImages", None));
+        front.fail_times(fault("GetAuthorizationToken", Some("ecr-public")), 1);
+        assert_eq!(
+            call(&front, "ecr-public", "GetAuthorizationToken").await,
+            400
+        );
+        assert_eq!(
+            call(&front, "ecr-public", "GetAuthorizationToken").await,
+            200
+        );
+        assert_eq!(call(&front, "ecr", "DescribeImages").await, 400);
+    }
 }
