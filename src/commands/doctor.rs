@@ -104,8 +104,7 @@ async fn allowed(
 }
 
 async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
-    let hint = config.registries.first().map(|r| r.region.as_str());
-    let aws = match credentials::load(&config.aws, hint).await {
+    let aws = match credentials::load(&config.aws, refresh::region_hint(config)).await {
         Ok(aws) => {
             rows.push(row("AWS credentials", Status::Ok, aws.source, ""));
             aws
