@@ -1105,6 +1105,36 @@ async fn without_rbac_to_look_the_cluster_rows_are_unknown_not_failed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_credentials_failure_gets_the_fix_for_its_cause() {
+    // A broken profile file is not a missing source: the fix must say to fix it, as `doctor` does.
+    let h = Harness::new(&[]).await;
+    let config = h.dir.path().join("aws-config");
+    std::fs::write(
+        &config,
+        "[profile dev]\nregion = eu-west-1\n  stray line\n[dev\n",
+    )
+    .unwrap();
+    let mut env: Vec<(String, String)> = h
+        .env_without_keys()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_CONFIG_FILE")
+        .collect();
+    env.push(("AWS_CONFIG_FILE".into(), config.display().to_string()));
+    env.push(("AWS_PROFILE".into(), "dev".into()));
+    let image = format!("{}/doctor/creds:v1", host(ACCOUNT));
+    let run = h.run_env(&["doctor", "--image", &image], env).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let (line, fix) = assert_row(&run, "AWS credentials", "FAIL");
+    assert!(line.contains(&config.display().to_string()), "{line}");
+    assert!(
+        fix.starts_with("fix: fix the source named above") && !fix.contains("set up one of"),
+        "{line}\n{fix}"
+    );
+    assert_row(&run, "ECR token", "skip");
+    assert!(h.aws.calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn doctor_image_flags_are_checked_before_anything_runs() {
     let h = Harness::new(&[]).await;
     let run = h

@@ -217,13 +217,12 @@ async fn aws_rows(
             aws
         }
         Err(e) => {
-            rows.push(bad(
-                Status::Fail,
-                "AWS credentials",
-                None,
-                e.to_string(),
-                "set up one of the listed sources, or pick one with --credentials-source",
-            ));
+            let check = if e.is_region() {
+                "AWS region"
+            } else {
+                "AWS credentials"
+            };
+            rows.push(bad(Status::Fail, check, None, e.to_string(), e.fix()));
             for name in [
                 token_name.as_str(),
                 "Image exists",
