@@ -1135,6 +1135,34 @@ async fn a_credentials_failure_gets_the_fix_for_its_cause() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_config_failure_gets_the_fix_for_its_cause() {
+    let h = Harness::new(&["team-a"]).await;
+    seed(ACCOUNT, "doctor/ctx", "v1", None).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/ctx:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a", "--context", "no-such-context"],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "Kubernetes config", "FAIL");
+    assert!(
+        line.contains("context 'no-such-context' does not exist"),
+        "{line}"
+    );
+    assert_eq!(
+        fix, "fix: pick one of the listed contexts with --context",
+        "{line}"
+    );
+    assert_row(&run, "Secret team-a/ecr", "skip");
+    assert!(h.kube.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn doctor_image_flags_are_checked_before_anything_runs() {
     let h = Harness::new(&[]).await;
     let run = h

@@ -712,7 +712,7 @@ async fn cluster_rows(
                 "Kubernetes config",
                 None,
                 e.to_string(),
-                "check --kubeconfig, --context or KUBECONFIG",
+                e.fix(),
             ));
             rows.push(skip(secret_name, "needs the cluster"));
             rows.push(skip(sa_name, "needs the cluster"));
