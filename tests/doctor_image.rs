@@ -1160,6 +1160,36 @@ async fn a_cluster_config_failure_gets_the_fix_for_its_cause() {
     );
     assert_row(&run, "Secret team-a/ecr", "skip");
     assert!(h.kube.requests().is_empty());
+
+    // An API server that never answers is given up on after the connection check's 5 s.
+    let silent = fake_kube::SilentServer::start()
+        .await
+        .expect("listener starts");
+    let hung = h.dir.path().join("hung-kubeconfig");
+    std::fs::write(&hung, fake_kube::kubeconfig(&silent.url(), "default")).unwrap();
+    let started = std::time::Instant::now();
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[
+            "--namespace",
+            "team-a",
+            "--kubeconfig",
+            hung.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+    let (line, fix) = assert_row(&run, "Kubernetes API", "FAIL");
+    assert!(line.contains("no answer within 5s"), "{line}");
+    assert!(
+        fix.starts_with("fix: check that the API server is up and reachable from here"),
+        "{fix}"
+    );
+    assert_row(&run, "Secret team-a/ecr", "skip");
 }
 
 #[tokio::test(flavor = "multi_thread")]

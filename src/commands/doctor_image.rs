@@ -25,6 +25,7 @@ use crate::aws::repository::{self, Manifest, PULL_ACTIONS, Refusal, Target};
 use crate::cluster;
 use crate::cluster::calls::{code_of, describe};
 use crate::cluster::secrets::{DOCKER_CONFIG_JSON, DOCKER_CONFIG_KEY, EXPIRES_AT_ANNOTATION};
+use crate::commands::doctor::cluster_check_name;
 use crate::config::{Config, DoctorArgs, LogFormat, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::sensitive::Sensitive;
 use base64::Engine;
@@ -704,12 +705,14 @@ async fn cluster_rows(
 ) {
     let secret_name = format!("Secret {namespace}/{}", config.secret_name);
     let sa_name = format!("ServiceAccount {namespace}/{}", args.service_account);
-    let client = match cluster::client::connect(&config.kube).await {
+    // The same bounded check a refresh makes, so a hung API server fails within seconds.
+    let connected = async { cluster::client::load(&config.kube)?.connect_checked().await };
+    let client = match connected.await {
         Ok(c) => c,
         Err(e) => {
             rows.push(bad(
                 Status::Fail,
-                "Kubernetes config",
+                cluster_check_name(&e),
                 None,
                 e.to_string(),
                 e.fix(),
