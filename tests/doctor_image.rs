@@ -353,7 +353,6 @@ async fn every_step_passes_for_a_pullable_image_and_nothing_is_written() {
             "unexpected AWS call {op}: {ops:?}"
         );
     }
-    println!("{}", run.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1190,6 +1189,49 @@ async fn a_cluster_config_failure_gets_the_fix_for_its_cause() {
         "{fix}"
     );
     assert_row(&run, "Secret team-a/ecr", "skip");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_proxy_the_endpoint_is_not_checked_directly_and_not_failed() {
+    let h = Harness::new(&[]).await;
+    seed(ACCOUNT, "doctor/proxy", "v1", None).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/proxy:v1", host(ACCOUNT));
+    let mut env = env_trusting(&h, &registry);
+    // HTTPS only: the AWS calls go to moto over plain HTTP, which this does not divert.
+    env.push((
+        "HTTPS_PROXY".into(),
+        "http://proxyuser:proxy-s3cret@proxy.invalid:3128".into(),
+    ));
+    env.push(("NO_PROXY".into(), "localhost,127.0.0.1".into()));
+    let run = h.run_env(&["doctor", "--image", &image], env.clone()).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let (line, fix) = assert_row(&run, "Registry endpoint", "unknown");
+    assert!(
+        line.contains("goes through the proxy at proxy.invalid:3128; not checked"),
+        "{line}"
+    );
+    assert!(fix.contains("--registry-address"), "{fix}");
+    for out in [&run.stdout, &run.stderr] {
+        assert!(
+            !out.contains("proxy-s3cret") && !out.contains("proxyuser"),
+            "{out}"
+        );
+    }
+    // An explicit address asks for the direct path: it is checked, proxy or not.
+    let run = h
+        .run_env(
+            &[
+                "doctor",
+                "--image",
+                &image,
+                "--registry-address",
+                &registry.address(),
+            ],
+            env,
+        )
+        .await;
+    assert_row(&run, "Registry endpoint", "ok");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -692,6 +692,16 @@ async fn endpoint_row(registry: &Registry, connect_to: Option<&str>, auth: &Regi
             format!("--registry-address '{a}' is not HOST:PORT"),
             "pass --registry-address as HOST:PORT, e.g. 10.0.1.23:443",
         ),
+        V2Outcome::ViaProxy { proxy } => bad(
+            Status::Unknown,
+            NAME,
+            None,
+            format!("GET {url} goes through the proxy at {proxy}; not checked"),
+            format!(
+                "a direct connection would not test the proxy's path: check that the proxy allows CONNECT to {}:443, or pass --registry-address (the registry's or its VPC endpoint's address) to check a direct path",
+                registry.host
+            ),
+        ),
     }
 }
 
