@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use crate::aws::credentials;
 use crate::aws::ecr::{self, RegistryAuth};
 use crate::aws::image::ImageRef;
-use crate::aws::registry::{Registry, dns_suffix, group_by_scope, partition};
+use crate::aws::registry::{
+    ECR_PUBLIC_HOST, Registry, dns_suffix, group_by_scope, is_ecr_public, partition,
+};
 use crate::aws::registry_api::{self, V2Outcome};
 use crate::aws::repository::{self, Manifest, PULL_ACTIONS, Refusal, Target};
 use crate::cluster;
@@ -175,16 +177,18 @@ fn reference(text: &str) -> Result<(ImageRef, Registry), Box<Row>> {
     };
     match image.host.parse::<Registry>() {
         Ok(r) => Ok((image, r)),
-        Err(_) if image.host == "public.ecr.aws" => {
+        Err(_) if is_ecr_public(&image.host) => {
             let row = bad(
                 Status::Fail,
                 "Image",
                 None,
                 format!(
-                    "{} is on ECR Public, not a private ECR registry",
+                    "{} is on ECR Public, not a private ECR registry; this check follows private ECR pulls only",
                     image.host
                 ),
-                "ECR Public images pull without a pull Secret (anonymous pulls are rate-limited); remove this Secret from the pod, or copy the image into a private repository",
+                format!(
+                    "ECR Public pulls need no ECR token: they work anonymously, at a lower rate limit; for higher limits run the refresher with --registries {ECR_PUBLIC_HOST}, which adds an authenticated {ECR_PUBLIC_HOST} entry to its Secret"
+                ),
             );
             Err(Box::new(row))
         }
@@ -1156,7 +1160,15 @@ mod tests {
         let row = reference("nginx:1.25").unwrap_err();
         assert!(row.detail.contains("Docker Hub"), "{}", row.detail);
         let row = reference("public.ecr.aws/docker/library/busybox:1.36").unwrap_err();
-        assert!(row.fix.contains("without a pull Secret"), "{}", row.fix);
+        assert!(row.fix.contains("need no ECR token"), "{}", row.fix);
+        assert!(!row.fix.contains("remove this Secret"), "{}", row.fix);
+        // Any spelling the refresher accepts for ECR Public is recognised.
+        let row = reference("PUBLIC.ECR.AWS/docker/library/busybox:1.36").unwrap_err();
+        assert!(
+            row.fix.contains("--registries public.ecr.aws"),
+            "{}",
+            row.fix
+        );
         let row = reference("ghcr.io/org/app:v1").unwrap_err();
         assert!(row.fix.contains("ghcr.io"), "{}", row.fix);
         let (image, registry) =
