@@ -33,6 +33,21 @@ use crate::sensitive::Sensitive;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+// The steps' names: rows are found by them (the Secret's password is tried only after
+// REGISTRY_ENDPOINT passed), so each is spelt once.
+const IMAGE: &str = "Image";
+const AWS_CREDENTIALS: &str = "AWS credentials";
+const AWS_REGION: &str = "AWS region";
+const AWS_IDENTITY: &str = "AWS identity";
+const ECR_TOKEN: &str = "ECR token";
+const IMAGE_EXISTS: &str = "Image exists";
+const PULL_PERMISSION: &str = "Pull permission";
+const REGISTRY_ENDPOINT: &str = "Registry endpoint";
+
+/// How to run a refresh at once, for the fixes that need one.
+const REFRESH_NOW: &str =
+    "kubectl -n ecr-secret-refresher create job --from=cronjob/ecr-secret-refresher refresh-now";
+
 /// How long the registry endpoint may take to answer, per step (resolve, connect, answer).
 const V2_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -116,7 +131,7 @@ pub async fn run(config: &Config, args: &DoctorArgs) -> Vec<Row> {
     match parsed {
         Ok((image, registry)) => {
             rows.push(ok(
-                "Image",
+                IMAGE,
                 format!(
                     "registry {} (account {}, partition {}, region {}{}), repository {}, {}",
                     registry.host,
@@ -139,11 +154,11 @@ pub async fn run(config: &Config, args: &DoctorArgs) -> Vec<Row> {
         Err(row) => {
             rows.push(*row);
             for name in [
-                "AWS credentials",
-                "ECR token",
-                "Image exists",
-                "Pull permission",
-                "Registry endpoint",
+                AWS_CREDENTIALS,
+                ECR_TOKEN,
+                IMAGE_EXISTS,
+                PULL_PERMISSION,
+                REGISTRY_ENDPOINT,
             ] {
                 rows.push(skip(name, "needs an ECR image reference"));
             }
@@ -168,7 +183,7 @@ fn reference(text: &str) -> Result<(ImageRef, Registry), Box<Row>> {
         Err(e) => {
             return Err(Box::new(bad(
                 Status::Fail,
-                "Image",
+                IMAGE,
                 None,
                 e.to_string(),
                 "write the image as ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG, exactly as the pod spec names it",
@@ -180,7 +195,7 @@ fn reference(text: &str) -> Result<(ImageRef, Registry), Box<Row>> {
         Err(_) if is_ecr_public(&image.host) => {
             let row = bad(
                 Status::Fail,
-                "Image",
+                IMAGE,
                 None,
                 format!(
                     "{} is on ECR Public, not a private ECR registry; this check follows private ECR pulls only",
@@ -195,7 +210,7 @@ fn reference(text: &str) -> Result<(ImageRef, Registry), Box<Row>> {
         Err(_) => {
             let row = bad(
                 Status::Fail,
-                "Image",
+                IMAGE,
                 None,
                 format!("{} is not an ECR registry host", image.host),
                 format!(
@@ -215,24 +230,24 @@ async fn aws_rows(
     registry: &Registry,
     rows: &mut Vec<Row>,
 ) {
-    let token_name = format!("ECR token {}", registry.region);
+    let token_name = format!("{ECR_TOKEN} {}", registry.region);
     let aws = match credentials::load(&config.aws, Some(&registry.region)).await {
         Ok(aws) => {
-            rows.push(ok("AWS credentials", aws.source));
+            rows.push(ok(AWS_CREDENTIALS, aws.source));
             aws
         }
         Err(e) => {
             let check = if e.is_region() {
-                "AWS region"
+                AWS_REGION
             } else {
-                "AWS credentials"
+                AWS_CREDENTIALS
             };
             rows.push(bad(Status::Fail, check, None, e.to_string(), e.fix()));
             for name in [
                 token_name.as_str(),
-                "Image exists",
-                "Pull permission",
-                "Registry endpoint",
+                IMAGE_EXISTS,
+                PULL_PERMISSION,
+                REGISTRY_ENDPOINT,
             ] {
                 rows.push(skip(name, "needs AWS credentials"));
             }
@@ -250,13 +265,13 @@ async fn aws_rows(
                     registry.account
                 );
             }
-            rows.push(ok("AWS identity", detail));
+            rows.push(ok(AWS_IDENTITY, detail));
             Some((account, arn))
         }
         Err(e) => {
             rows.push(bad(
                 Status::Unknown,
-                "AWS identity",
+                AWS_IDENTITY,
                 None,
                 e.to_string(),
                 "allow sts:GetCallerIdentity, so that cross-account problems can be explained",
@@ -310,7 +325,7 @@ async fn aws_rows(
     );
     rows.push(exists);
     if missing {
-        rows.push(skip("Pull permission", "the image does not exist"));
+        rows.push(skip(PULL_PERMISSION, "the image does not exist"));
     } else {
         rows.push(pull_row(&client, &target, manifest, found, caller.as_ref()).await);
     }
@@ -318,7 +333,7 @@ async fn aws_rows(
         Some(auth) => {
             rows.push(endpoint_row(registry, args.registry_address.as_deref(), &auth).await)
         }
-        None => rows.push(skip("Registry endpoint", "needs a token")),
+        None => rows.push(skip(REGISTRY_ENDPOINT, "needs a token")),
     }
 }
 
@@ -328,7 +343,7 @@ async fn exists_row(
     client: &aws_sdk_ecr::Client,
     target: &Target,
 ) -> (Row, Option<Result<Manifest, Refusal>>) {
-    const NAME: &str = "Image exists";
+    const NAME: &str = IMAGE_EXISTS;
     let what = target.display();
     let (via, answer) = match repository::describe_image(client, target).await {
         Ok(info) => {
@@ -437,7 +452,7 @@ async fn pull_row(
     exists: bool,
     caller: Option<&(String, String)>,
 ) -> Row {
-    const NAME: &str = "Pull permission";
+    const NAME: &str = PULL_PERMISSION;
     let manifest = match manifest {
         Some(m) => m,
         None => repository::batch_get_image(client, target).await,
@@ -529,7 +544,7 @@ async fn denied_row(
     message: &str,
     caller: Option<&(String, String)>,
 ) -> Row {
-    const NAME: &str = "Pull permission";
+    const NAME: &str = PULL_PERMISSION;
     let arn = target.repository_arn();
     let owner = &target.registry.account;
     let detail = format!("AccessDeniedException: {action} refused: {message}");
@@ -611,7 +626,7 @@ async fn denied_row(
 
 /// Step 5: `GET /v2/` on the registry endpoint with the token.
 async fn endpoint_row(registry: &Registry, connect_to: Option<&str>, auth: &RegistryAuth) -> Row {
-    const NAME: &str = "Registry endpoint";
+    const NAME: &str = REGISTRY_ENDPOINT;
     let url = format!("https://{}/v2/", registry.host);
     let via = |addrs: &[std::net::SocketAddr]| {
         addrs
@@ -739,7 +754,7 @@ async fn cluster_rows(
     // The Secret's own password is tried only where the endpoint answered the fresh token.
     let try_password = rows
         .iter()
-        .any(|r| r.name == "Registry endpoint" && r.status == Status::Ok)
+        .any(|r| r.name == REGISTRY_ENDPOINT && r.status == Status::Ok)
         .then_some(args.registry_address.as_deref());
     rows.push(secret_row(&client, config, namespace, host, secret_name, try_password).await);
     rows.push(sa_row(&client, config, args, namespace, sa_name).await);
@@ -864,7 +879,7 @@ async fn password_row(
             name,
             Some(&format!("HTTP {status}")),
             format!("{detail}, but the registry refuses its password (HTTP {status})"),
-            "the password is stale or was edited: run a refresh now (kubectl -n ecr-secret-refresher create job --from=cronjob/ecr-secret-refresher refresh-now)",
+            format!("the password is stale or was edited: run a refresh now ({REFRESH_NOW})"),
         ),
         // The endpoint answered the fresh token moments ago: a passing failure, not a verdict.
         _ => ok(
@@ -939,10 +954,16 @@ pub fn check_secret(
     match expires.map(|e| (e, e.parse::<jiff::Timestamp>())) {
         Some((_, Ok(t))) if t <= now => Err((
             format!("holds {host}, but its password expired at {t}"),
-            "the refresher has not refreshed it since: run it now (kubectl -n ecr-secret-refresher create job --from=cronjob/ecr-secret-refresher refresh-now) and check why the CronJob's last runs failed".into(),
+            format!(
+                "the refresher has not refreshed it since: run it now ({REFRESH_NOW}) and check why the CronJob's last runs failed"
+            ),
         )),
-        Some((_, Ok(t))) => Ok(format!("ours, {DOCKER_CONFIG_JSON}, holds {host}, expires {t}")),
-        _ => Ok(format!("ours, {DOCKER_CONFIG_JSON}, holds {host}, expiry unknown (no {EXPIRES_AT_ANNOTATION} annotation)")),
+        Some((_, Ok(t))) => Ok(format!(
+            "ours, {DOCKER_CONFIG_JSON}, holds {host}, expires {t}"
+        )),
+        _ => Ok(format!(
+            "ours, {DOCKER_CONFIG_JSON}, holds {host}, expiry unknown (no {EXPIRES_AT_ANNOTATION} annotation)"
+        )),
     }
 }
 
