@@ -10,5 +10,6 @@ pub mod labels;
 pub mod namespaces;
 pub mod ownership;
 pub mod prune;
+pub mod pull_secret;
 pub mod secrets;
 pub mod service_accounts;
