@@ -443,6 +443,44 @@ async fn doctor_without_a_region_says_to_set_one() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn doctor_for_ecr_public_alone_needs_no_region_like_the_refresh() {
+    // Static keys and no region: ECR Public's token API has one region, which the refresh
+    // uses; doctor must check the same thing rather than fail on the region.
+    let h = Harness::new(&["team-a"]).await;
+    let env: Vec<(String, String)> = h
+        .base_env()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_REGION")
+        .collect();
+    let run = h
+        .run_env(
+            &[
+                "doctor",
+                "--namespaces",
+                "team-a",
+                "--registries",
+                "public.ecr.aws",
+            ],
+            env,
+        )
+        .await;
+    assert!(
+        !run.stdout.contains("AWS region") && !run.stdout.contains("no AWS region"),
+        "{}",
+        run.stdout
+    );
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("AWS credentials"))
+        .unwrap_or_else(|| panic!("an AWS credentials row: {}", run.stdout));
+    assert!(row.contains(" ok "), "{row}");
+    assert!(run.stdout.contains("ECR Public token"), "{}", run.stdout);
+    assert_no_secrets(&run.stdout);
+    assert_no_secrets(&run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_broken_profile_file_is_reported_by_file_and_line_only() {
     // The secret sits on the broken line itself; the error must point at it, not print it.
     let h = Harness::new(&["team-a"]).await;

@@ -337,9 +337,14 @@ async fn every_step_passes_for_a_pullable_image_and_nothing_is_written() {
         .kube
         .requests()
         .into_iter()
-        .filter(|r| r.verb != "get")
+        // GET /version (the connection check) is recorded as a list: a read too.
+        .filter(|r| !matches!(r.verb.as_str(), "get" | "list"))
         .collect();
     assert!(writes.is_empty(), "doctor wrote {writes:?}");
+    assert!(
+        h.kube.requests().iter().any(|r| r.resource == "version"),
+        "the connection is checked as a refresh checks it"
+    );
     let ops: Vec<String> = h.aws.calls().into_iter().map(|c| c.operation).collect();
     for op in &ops {
         assert!(
@@ -354,7 +359,6 @@ async fn every_step_passes_for_a_pullable_image_and_nothing_is_written() {
             "unexpected AWS call {op}: {ops:?}"
         );
     }
-    println!("{}", run.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -422,8 +426,11 @@ async fn a_reference_that_is_not_private_ecr_says_what_to_do() {
         .await;
     assert_eq!(run.code, 1);
     let (_, fix) = assert_row(&run, "Image ", "FAIL");
+    // The refresher writes public.ecr.aws entries on request: the fix must not say to drop them.
     assert!(
-        fix.contains("ECR Public images pull without a pull Secret"),
+        fix.contains("ECR Public pulls need no ECR token")
+            && fix.contains("--registries public.ecr.aws")
+            && !fix.contains("remove this Secret"),
         "{fix}"
     );
 
@@ -1105,6 +1112,137 @@ async fn without_rbac_to_look_the_cluster_rows_are_unknown_not_failed() {
     .await;
     assert_eq!(run.code, 1);
     assert_row(&run, "Secret team-a/ecr", "FAIL");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credentials_failure_gets_the_fix_for_its_cause() {
+    // A broken profile file is not a missing source: the fix must say to fix it, as `doctor` does.
+    let h = Harness::new(&[]).await;
+    let config = h.dir.path().join("aws-config");
+    std::fs::write(
+        &config,
+        "[profile dev]\nregion = eu-west-1\n  stray line\n[dev\n",
+    )
+    .unwrap();
+    let mut env: Vec<(String, String)> = h
+        .env_without_keys()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_CONFIG_FILE")
+        .collect();
+    env.push(("AWS_CONFIG_FILE".into(), config.display().to_string()));
+    env.push(("AWS_PROFILE".into(), "dev".into()));
+    let image = format!("{}/doctor/creds:v1", host(ACCOUNT));
+    let run = h.run_env(&["doctor", "--image", &image], env).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let (line, fix) = assert_row(&run, "AWS credentials", "FAIL");
+    assert!(line.contains(&config.display().to_string()), "{line}");
+    assert!(
+        fix.starts_with("fix: fix the source named above") && !fix.contains("set up one of"),
+        "{line}\n{fix}"
+    );
+    assert_row(&run, "ECR token", "skip");
+    assert!(h.aws.calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_config_failure_gets_the_fix_for_its_cause() {
+    let h = Harness::new(&["team-a"]).await;
+    seed(ACCOUNT, "doctor/ctx", "v1", None).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/ctx:v1", host(ACCOUNT));
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &["--namespace", "team-a", "--context", "no-such-context"],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    let (line, fix) = assert_row(&run, "Kubernetes config", "FAIL");
+    assert!(
+        line.contains("context 'no-such-context' does not exist"),
+        "{line}"
+    );
+    assert_eq!(
+        fix, "fix: pick one of the listed contexts with --context",
+        "{line}"
+    );
+    assert_row(&run, "Secret team-a/ecr", "skip");
+    assert!(h.kube.requests().is_empty());
+
+    // An API server that never answers is given up on after the connection check's 5 s.
+    let silent = fake_kube::SilentServer::start()
+        .await
+        .expect("listener starts");
+    let hung = h.dir.path().join("hung-kubeconfig");
+    std::fs::write(&hung, fake_kube::kubeconfig(&silent.url(), "default")).unwrap();
+    let started = std::time::Instant::now();
+    let run = doctor(
+        &h,
+        env_trusting(&h, &registry),
+        &image,
+        &registry.address(),
+        &[
+            "--namespace",
+            "team-a",
+            "--kubeconfig",
+            hung.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+    let (line, fix) = assert_row(&run, "Kubernetes API", "FAIL");
+    assert!(line.contains("no answer within 5s"), "{line}");
+    assert!(
+        fix.starts_with("fix: check that the API server is up and reachable from here"),
+        "{fix}"
+    );
+    assert_row(&run, "Secret team-a/ecr", "skip");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_proxy_the_endpoint_is_not_checked_directly_and_not_failed() {
+    let h = Harness::new(&[]).await;
+    seed(ACCOUNT, "doctor/proxy", "v1", None).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/proxy:v1", host(ACCOUNT));
+    let mut env = env_trusting(&h, &registry);
+    // HTTPS only: the AWS calls go to moto over plain HTTP, which this does not divert.
+    env.push((
+        "HTTPS_PROXY".into(),
+        "http://proxyuser:proxy-s3cret@proxy.invalid:3128".into(),
+    ));
+    env.push(("NO_PROXY".into(), "localhost,127.0.0.1".into()));
+    let run = h.run_env(&["doctor", "--image", &image], env.clone()).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let (line, fix) = assert_row(&run, "Registry endpoint", "unknown");
+    assert!(
+        line.contains("goes through the proxy at proxy.invalid:3128; not checked"),
+        "{line}"
+    );
+    assert!(fix.contains("--registry-address"), "{fix}");
+    for out in [&run.stdout, &run.stderr] {
+        assert!(
+            !out.contains("proxy-s3cret") && !out.contains("proxyuser"),
+            "{out}"
+        );
+    }
+    // An explicit address asks for the direct path: it is checked, proxy or not.
+    let run = h
+        .run_env(
+            &[
+                "doctor",
+                "--image",
+                &image,
+                "--registry-address",
+                &registry.address(),
+            ],
+            env,
+        )
+        .await;
+    assert_row(&run, "Registry endpoint", "ok");
 }
 
 #[tokio::test(flavor = "multi_thread")]

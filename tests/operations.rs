@@ -589,10 +589,52 @@ async fn doctor_reports_missing_credentials_and_an_unreachable_api() {
     assert!(api.contains("FAIL"), "{api}");
     assert!(
         run.stdout
-            .contains("fix: check that the API server is reachable"),
+            .contains("fix: check that the API server is up and reachable from here"),
         "{}",
         run.stdout
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_does_not_wait_on_an_api_server_that_never_answers() {
+    let h = Harness::new(&["team-a"]).await;
+    let silent = fake_kube::SilentServer::start()
+        .await
+        .expect("listener starts");
+    let hung = h.dir.path().join("hung-kubeconfig");
+    std::fs::write(&hung, fake_kube::kubeconfig(&silent.url(), "default")).unwrap();
+    let started = std::time::Instant::now();
+    let run = h
+        .run(&[
+            "doctor",
+            "--namespaces",
+            "team-a",
+            "--kubeconfig",
+            hung.to_str().unwrap(),
+        ])
+        .await;
+    let took = started.elapsed();
+    // The connection check gives up after 5 s; the client's read timeout is 30 s.
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(silent.connections() > 0, "the server was tried");
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let api = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Kubernetes API"))
+        .unwrap_or_else(|| panic!("a Kubernetes API row: {}", run.stdout));
+    assert!(
+        api.contains("FAIL") && api.contains("no answer within 5s"),
+        "{api}"
+    );
+    assert!(
+        run.stdout
+            .contains("fix: check that the API server is up and reachable from here"),
+        "{}",
+        run.stdout
+    );
+    // The AWS half still ran.
+    assert!(run.stdout.contains("AWS credentials"), "{}", run.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]

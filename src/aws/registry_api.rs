@@ -49,6 +49,9 @@ pub enum V2Outcome {
     Tls { message: String },
     /// The override address is not `HOST:PORT`.
     BadAddress(String),
+    /// Not checked: the environment sends HTTPS to the registry through a proxy, which a
+    /// direct connection would not test. `proxy` is its `HOST[:PORT]`, without credentials.
+    ViaProxy { proxy: String },
 }
 
 /// Checks `GET https://{host}/v2/` with `username:password` as Basic auth, connecting to
@@ -60,6 +63,13 @@ pub async fn check(
     password: &Sensitive,
     timeout: Duration,
 ) -> V2Outcome {
+    // The pull path goes through the proxy, which this check cannot stand in for; an explicit
+    // address means the user wants the direct path checked.
+    if connect_to.is_none()
+        && let Some(proxy) = proxy_for(host, env_value)
+    {
+        return V2Outcome::ViaProxy { proxy };
+    }
     let target = connect_to
         .map(str::to_string)
         .unwrap_or_else(|| format!("{host}:443"));
@@ -97,6 +107,58 @@ pub async fn check(
         Err(Failure::Tls(message)) => V2Outcome::Tls { message },
         Err(Failure::Other(message)) => V2Outcome::Unreachable { addrs, message },
     }
+}
+
+/// A non-empty environment variable.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The proxy that HTTPS to `host` goes through under the usual environment rules, as
+/// `HOST[:PORT]` (never its user or password): `HTTPS_PROXY`, else `ALL_PROXY` (upper case
+/// first, then lower), unless `NO_PROXY` excludes the host. `env` reads a variable.
+pub fn proxy_for(host: &str, env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let first = |names: &[&str]| names.iter().find_map(|n| env(n));
+    let proxy = first(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"])?;
+    let excluded = first(&["NO_PROXY", "no_proxy"])
+        .is_some_and(|rules| rules.split([',', ' ']).any(|r| no_proxy_matches(r, host)));
+    (!excluded).then(|| proxy_address(&proxy))
+}
+
+/// One `NO_PROXY` entry against a host name: `*` matches all; `name` and `.name` (or
+/// `*.name`) match the name and its subdomains; an entry with a port matches port 443 only.
+/// IP and CIDR entries never match a name, so they need no case of their own here.
+fn no_proxy_matches(rule: &str, host: &str) -> bool {
+    let rule = rule.trim();
+    if rule == "*" {
+        return true;
+    }
+    let rule = match rule.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.parse::<u16>().is_ok() => {
+            if port != "443" {
+                return false;
+            }
+            name
+        }
+        _ => rule,
+    };
+    let rule = rule.trim_start_matches('*').trim_start_matches('.');
+    if rule.is_empty() {
+        return false;
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let rule = rule.trim_end_matches('.').to_ascii_lowercase();
+    host == rule || host.ends_with(&format!(".{rule}"))
+}
+
+/// `HOST[:PORT]` of a proxy URL: no scheme, no path, and no `user:password@`.
+fn proxy_address(url: &str) -> String {
+    let rest = url.trim().split_once("://").map_or(url.trim(), |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_string()
 }
 
 enum Failure {
@@ -187,6 +249,85 @@ fn classify(err: &(dyn std::error::Error + 'static)) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+    #[test]
+    fn the_proxy_is_found_and_shown_without_credentials() {
+        assert_eq!(proxy_for(ECR, env(&[])), None);
+        let p = proxy_for(
+            ECR,
+            env(&[("HTTPS_PROXY", "http://user:s3cret@proxy.corp:3128/")]),
+        );
+        assert_eq!(p.as_deref(), Some("proxy.corp:3128"));
+        let p = proxy_for(ECR, env(&[("https_proxy", "user:s3cret@10.0.0.5:8080")]));
+        assert_eq!(p.as_deref(), Some("10.0.0.5:8080"));
+        // ALL_PROXY is the fallback; HTTPS_PROXY wins over it; HTTP_PROXY is not for HTTPS.
+        let p = proxy_for(ECR, env(&[("ALL_PROXY", "socks5://all:1080")]));
+        assert_eq!(p.as_deref(), Some("all:1080"));
+        let p = proxy_for(
+            ECR,
+            env(&[
+                ("ALL_PROXY", "http://all:1"),
+                ("HTTPS_PROXY", "http://https:2"),
+            ]),
+        );
+        assert_eq!(p.as_deref(), Some("https:2"));
+        assert_eq!(
+            proxy_for(ECR, env(&[("HTTP_PROXY", "http://p:3128")])),
+            None
+        );
+    }
+
+    #[test]
+    fn no_proxy_excludes_by_name_suffix_port_and_star() {
+        let excluded = |rules: &str| {
+            proxy_for(
+                ECR,
+                env(&[("HTTPS_PROXY", "http://p:3128"), ("NO_PROXY", rules)]),
+            )
+            .is_none()
+        };
+        for rules in [
+            "*",
+            ECR,
+            ".amazonaws.com",
+            "amazonaws.com",
+            "*.amazonaws.com",
+            "localhost, .AMAZONAWS.com",
+            "localhost,ecr.us-east-1.amazonaws.com",
+            "dkr.ecr.us-east-1.amazonaws.com:443",
+        ] {
+            assert!(excluded(rules), "{rules}");
+        }
+        for rules in [
+            "",
+            "localhost,127.0.0.1,10.0.0.0/8",
+            "azonaws.com",
+            "dkr.ecr.us-east-1.amazonaws.com:8443",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.cn",
+            ".",
+        ] {
+            assert!(!excluded(rules), "{rules}");
+        }
+        // The lower-case form counts too.
+        let p = proxy_for(
+            ECR,
+            env(&[
+                ("https_proxy", "http://p:1"),
+                ("no_proxy", ".amazonaws.com"),
+            ]),
+        );
+        assert_eq!(p, None);
+    }
 
     #[tokio::test]
     async fn a_malformed_override_is_named() {

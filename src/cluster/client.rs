@@ -345,11 +345,6 @@ pub(crate) fn exec_failure(err: &(dyn std::error::Error + 'static)) -> Option<St
 /// How long the connection check waits for the API server, all tries included.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A client for the cluster `target` names.
-pub async fn connect(target: &KubeTarget) -> Result<Client, ClusterError> {
-    load(target)?.connect().await
-}
-
 async fn probe(client: &Client, url: &str) -> Result<(), ClusterError> {
     let answered =
         tokio::time::timeout(PROBE_TIMEOUT, retrying(|| client.apiserver_version())).await;

@@ -11,5 +11,6 @@ pub mod names;
 pub mod namespaces;
 pub mod ownership;
 pub mod prune;
+pub mod pull_secret;
 pub mod secrets;
 pub mod service_accounts;

@@ -15,6 +15,7 @@ use crate::aws::registry::group_by_scope;
 use crate::aws::{credentials, ecr, ecr_public};
 use crate::cluster;
 use crate::cluster::calls::describe;
+use crate::cluster::client::ClusterError;
 use crate::cluster::ownership::{self, INSTANCE_LABEL, MANAGED_BY_LABEL, Owner};
 use crate::cluster::secrets::EXPIRES_AT_ANNOTATION;
 use crate::commands::refresh;
@@ -104,8 +105,7 @@ async fn allowed(
 }
 
 async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
-    let hint = config.registries.first().map(|r| r.region.as_str());
-    let aws = match credentials::load(&config.aws, hint).await {
+    let aws = match credentials::load(&config.aws, refresh::region_hint(config)).await {
         Ok(aws) => {
             rows.push(row("AWS credentials", Status::Ok, aws.source, ""));
             aws
@@ -325,10 +325,24 @@ async fn namespace_rows(
     rows
 }
 
+/// The row a failure to connect belongs to: the server's answer (or silence), or the
+/// configuration that names it.
+pub fn cluster_check_name(e: &ClusterError) -> &'static str {
+    match e {
+        ClusterError::Unreachable { .. } | ClusterError::Unauthorized { .. } => "Kubernetes API",
+        _ => "Kubernetes config",
+    }
+}
+
 async fn cluster_checks(config: &Config, rows: &mut Vec<Check>) {
-    let config_failed = |rows: &mut Vec<Check>, e: cluster::client::ClusterError| {
+    let config_failed = |rows: &mut Vec<Check>, e: ClusterError| {
         let fix = e.fix();
-        rows.push(row("Kubernetes config", Status::Fail, e.to_string(), fix));
+        rows.push(row(
+            cluster_check_name(&e),
+            Status::Fail,
+            e.to_string(),
+            fix,
+        ));
     };
     let source = match cluster::client::load(&config.kube) {
         Ok(s) => s,
@@ -343,22 +357,21 @@ async fn cluster_checks(config: &Config, rows: &mut Vec<Check>) {
         Ok(i) => i,
         Err(e) => return config_failed(rows, e),
     };
-    let client = match source.connect().await {
+    // The same bounded check a refresh makes: a hung server fails within PROBE_TIMEOUT, and a
+    // refused token is told apart from no answer.
+    let client = match source.connect_checked().await {
         Ok(c) => c,
         Err(e) => return config_failed(rows, e),
     };
-    match client.apiserver_version().await {
-        Ok(v) => rows.push(row(
-            "Kubernetes API",
-            Status::Ok,
-            format!("{} ({}.{})", v.git_version, v.major, v.minor),
-            "",
-        )),
-        Err(e) => {
-            rows.push(row("Kubernetes API", Status::Fail, describe(&e), "check that the API server is reachable and the credentials in the kubeconfig are valid"));
-            return;
-        }
-    }
+    // It has just answered; the version is for the detail only, so it gets the same bound.
+    let version =
+        tokio::time::timeout(cluster::client::PROBE_TIMEOUT, client.apiserver_version()).await;
+    let detail = match version {
+        Ok(Ok(v)) => format!("{} ({}.{})", v.git_version, v.major, v.minor),
+        Ok(Err(e)) => format!("answers (its version is not readable: {})", describe(&e)),
+        Err(_) => "answers (its version did not come in time)".into(),
+    };
+    rows.push(row("Kubernetes API", Status::Ok, detail, ""));
     let selection = match refresh::select_namespaces(&client, config).await {
         Ok(s) => s,
         Err(e) => {

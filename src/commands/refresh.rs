@@ -116,14 +116,19 @@ pub fn caller_registry(
     Registry::for_account(account, &region, fips)
 }
 
-/// Credentials, the registry list, and one token per region.
-pub async fn tokens(config: &Config) -> Result<Tokens, SetupError> {
-    let hint = match config.registries.first() {
+/// The region to use when none is configured: the first named registry's, else ECR Public's
+/// (its token API lives in one region). `doctor` uses the same, so it checks what a refresh does.
+pub fn region_hint(config: &Config) -> Option<&str> {
+    match config.registries.first() {
         Some(r) => Some(r.region.as_str()),
         None if config.ecr_public => Some(ECR_PUBLIC_REGION),
         None => None,
-    };
-    let aws = credentials::load(&config.aws, hint).await?;
+    }
+}
+
+/// Credentials, the registry list, and one token per region.
+pub async fn tokens(config: &Config) -> Result<Tokens, SetupError> {
+    let aws = credentials::load(&config.aws, region_hint(config)).await?;
     tracing::info!(source = aws.source, "AWS credentials found");
     // `public.ecr.aws` alone names every registry wanted: no default private one.
     let registries = if config.registries.is_empty() && !config.ecr_public {
