@@ -22,6 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 
+use crate::aws::http::{env_value, proxy_for};
 use crate::sensitive::Sensitive;
 
 /// How the `/v2/` check ended.
@@ -107,58 +108,6 @@ pub async fn check(
         Err(Failure::Tls(message)) => V2Outcome::Tls { message },
         Err(Failure::Other(message)) => V2Outcome::Unreachable { addrs, message },
     }
-}
-
-/// A non-empty environment variable.
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// The proxy that HTTPS to `host` goes through under the usual environment rules, as
-/// `HOST[:PORT]` (never its user or password): `HTTPS_PROXY`, else `ALL_PROXY` (upper case
-/// first, then lower), unless `NO_PROXY` excludes the host. `env` reads a variable.
-pub fn proxy_for(host: &str, env: impl Fn(&str) -> Option<String>) -> Option<String> {
-    let first = |names: &[&str]| names.iter().find_map(|n| env(n));
-    let proxy = first(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"])?;
-    let excluded = first(&["NO_PROXY", "no_proxy"])
-        .is_some_and(|rules| rules.split([',', ' ']).any(|r| no_proxy_matches(r, host)));
-    (!excluded).then(|| proxy_address(&proxy))
-}
-
-/// One `NO_PROXY` entry against a host name: `*` matches all; `name` and `.name` (or
-/// `*.name`) match the name and its subdomains; an entry with a port matches port 443 only.
-/// IP and CIDR entries never match a name, so they need no case of their own here.
-fn no_proxy_matches(rule: &str, host: &str) -> bool {
-    let rule = rule.trim();
-    if rule == "*" {
-        return true;
-    }
-    let rule = match rule.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') && port.parse::<u16>().is_ok() => {
-            if port != "443" {
-                return false;
-            }
-            name
-        }
-        _ => rule,
-    };
-    let rule = rule.trim_start_matches('*').trim_start_matches('.');
-    if rule.is_empty() {
-        return false;
-    }
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let rule = rule.trim_end_matches('.').to_ascii_lowercase();
-    host == rule || host.ends_with(&format!(".{rule}"))
-}
-
-/// `HOST[:PORT]` of a proxy URL: no scheme, no path, and no `user:password@`.
-fn proxy_address(url: &str) -> String {
-    let rest = url.trim().split_once("://").map_or(url.trim(), |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, h)| h)
-        .to_string()
 }
 
 enum Failure {

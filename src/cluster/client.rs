@@ -13,6 +13,7 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 
+use crate::aws::http::{env_value, proxy_url_for};
 use crate::cluster::calls::{code_of, describe, retrying};
 use crate::cluster::ownership;
 use crate::config::KubeTarget;
@@ -262,6 +263,25 @@ impl Source {
         auth.auth_info.as_ref()?.exec.as_ref()?.command.clone()
     }
 
+    /// Whether the chosen context's cluster names its own `proxy-url`, which then wins over the
+    /// environment, as with kubectl.
+    fn has_proxy_url(&self) -> bool {
+        let Source::Kubeconfig { config, context } = self else {
+            return false;
+        };
+        let cluster = config
+            .contexts
+            .iter()
+            .find(|c| &c.name == context)
+            .and_then(|c| c.context.as_ref())
+            .map(|c| c.cluster.as_str());
+        config
+            .clusters
+            .iter()
+            .filter(|c| Some(c.name.as_str()) == cluster)
+            .any(|c| c.cluster.as_ref().is_some_and(|c| c.proxy_url.is_some()))
+    }
+
     /// A client for this source, once the API server has answered `GET /version` (which every
     /// client may call, authenticated or not) within [`PROBE_TIMEOUT`]. A run that will write
     /// checks this once, so that an unreachable or hung server fails the run before any
@@ -281,6 +301,7 @@ impl Source {
 
     /// The client configuration, with timeouts on every connection.
     async fn config(self, plugin: Option<&str>) -> Result<Config, ClusterError> {
+        let own_proxy = self.has_proxy_url();
         let mut config = match self {
             Source::Kubeconfig { config, context } => {
                 let options = KubeConfigOptions {
@@ -298,6 +319,20 @@ impl Source {
                 ))
             })?,
         };
+        // kube takes HTTPS_PROXY for the API server but checks NO_PROXY against the proxy's
+        // own address; kubectl checks it against the API server's, and so do we, so that a
+        // laptop behind a proxy reaches AWS through it and an internal cluster directly.
+        if !own_proxy && config.proxy_url.is_some() {
+            let host = config.cluster_url.host().unwrap_or_default();
+            config.proxy_url = proxy_url_for(host, env_value)
+                .map(|url| url.parse())
+                .transpose()
+                .map_err(|_| {
+                    ClusterError::Client(
+                        "HTTPS_PROXY (or ALL_PROXY) is not a URL such as http://proxy:3128".into(),
+                    )
+                })?;
+        }
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(30));
         config.write_timeout = Some(Duration::from_secs(30));
@@ -314,7 +349,7 @@ fn client_error(err: &(dyn std::error::Error + 'static), plugin: Option<&str>) -
             plugin: plugin.map_or_else(|| "(unnamed)".to_string(), |p| format!("'{p}'")),
             message,
         },
-        None => ClusterError::Client(errors::chain(err)),
+        None => ClusterError::Client(without_userinfo(&errors::chain(err))),
     }
 }
 
@@ -342,6 +377,31 @@ pub(crate) fn exec_failure(err: &(dyn std::error::Error + 'static)) -> Option<St
     None
 }
 
+/// `text` with the user and password of every URL in it (`scheme://user:password@host`)
+/// replaced by `***`: kube's errors quote proxy URLs whole.
+pub(crate) fn without_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || "\"'`)>,".contains(c))
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// How long the connection check waits for the API server, all tries included.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -366,7 +426,8 @@ async fn probe(client: &Client, url: &str) -> Result<(), ClusterError> {
             Some(code) if code == 429 || code >= 500 => Err(unreachable(describe(&e))),
             // It answered: whether this client may read /version does not matter here.
             Some(_) => Ok(()),
-            None => Err(unreachable(describe(&e))),
+            // Transport errors may quote the proxy URL, password included.
+            None => Err(unreachable(without_userinfo(&describe(&e)))),
         },
     }
 }
@@ -401,6 +462,19 @@ users:
   user:
     token: kc-secret-token-123
 ";
+
+    #[test]
+    fn urls_in_messages_lose_their_user_and_password() {
+        assert_eq!(
+            without_userinfo("tunnel via http://me:s3cret@proxy:3128/ failed"),
+            "tunnel via http://***@proxy:3128/ failed"
+        );
+        assert_eq!(
+            without_userinfo("proxy_url: \"https://tok@p\", then http://plain:80"),
+            "proxy_url: \"https://***@p\", then http://plain:80"
+        );
+        assert_eq!(without_userinfo("no url here"), "no url here");
+    }
 
     #[test]
     fn a_syntax_error_shows_where_and_nothing_of_the_file() {
