@@ -159,32 +159,37 @@ pub fn is_region(s: &str) -> bool {
             .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The partitions other than `aws`: region prefix, partition name, DNS suffix. Where one prefix
+/// starts another (`us-iso-`, `us-isob-`), the longer comes first.
+const PARTITIONS: &[(&str, &str, &str)] = &[
+    ("cn-", "aws-cn", "amazonaws.com.cn"),
+    ("us-gov-", "aws-us-gov", "amazonaws.com"),
+    ("us-isob-", "aws-iso-b", "sc2s.sgov.gov"),
+    ("us-isof-", "aws-iso-f", "csp.hci.ic.gov"),
+    ("us-iso-", "aws-iso", "c2s.ic.gov"),
+    ("eu-isoe-", "aws-iso-e", "cloud.adc-e.uk"),
+    ("eusc-", "aws-eusc", "amazonaws.eu"),
+];
+
+/// `(partition, DNS suffix)` of the partition a region belongs to.
+fn partition_of(region: &str) -> (&'static str, &'static str) {
+    PARTITIONS
+        .iter()
+        .find(|(prefix, _, _)| region.starts_with(prefix))
+        .map_or(("aws", "amazonaws.com"), |(_, name, suffix)| {
+            (*name, *suffix)
+        })
+}
+
 /// The DNS suffix of the partition a region belongs to.
 pub fn dns_suffix(region: &str) -> &'static str {
-    match region {
-        r if r.starts_with("cn-") => "amazonaws.com.cn",
-        r if r.starts_with("us-isob-") => "sc2s.sgov.gov",
-        r if r.starts_with("us-isof-") => "csp.hci.ic.gov",
-        r if r.starts_with("us-iso-") => "c2s.ic.gov",
-        r if r.starts_with("eu-isoe-") => "cloud.adc-e.uk",
-        r if r.starts_with("eusc-") => "amazonaws.eu",
-        _ => "amazonaws.com",
-    }
+    partition_of(region).1
 }
 
 /// The partition a region belongs to (`aws`, `aws-cn`, `aws-us-gov`, ...): credentials from one
 /// partition are unknown in every other.
 pub fn partition(region: &str) -> &'static str {
-    match region {
-        r if r.starts_with("cn-") => "aws-cn",
-        r if r.starts_with("us-gov-") => "aws-us-gov",
-        r if r.starts_with("us-isob-") => "aws-iso-b",
-        r if r.starts_with("us-isof-") => "aws-iso-f",
-        r if r.starts_with("us-iso-") => "aws-iso",
-        r if r.starts_with("eu-isoe-") => "aws-iso-e",
-        r if r.starts_with("eusc-") => "aws-eusc",
-        _ => "aws",
-    }
+    partition_of(region).0
 }
 
 /// The first item and the first after it whose regions are in different partitions: things
