@@ -197,6 +197,18 @@ async fn doctor(
     run
 }
 
+/// `doctor --image` as most tests run it: the test CA trusted, the stand-in as the endpoint.
+async fn doctor_via(h: &Harness, registry: &Registry, image: &str, extra: &[&str]) -> Run {
+    doctor(
+        h,
+        env_trusting(h, registry),
+        image,
+        &registry.address(),
+        extra,
+    )
+    .await
+}
+
 /// The row whose name starts with `name`, and its fix line (empty when there is none).
 fn row(run: &Run, name: &str) -> (String, String) {
     let lines: Vec<&str> = run.stdout.lines().collect();
@@ -292,14 +304,7 @@ async fn every_step_passes_for_a_pullable_image_and_nothing_is_written() {
     let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
     h.kube.clear_requests();
     let image = format!("{}/doctor/pass:v1", host(ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &["--namespace", "team-a"],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &["--namespace", "team-a"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     for name in [
         "Image ",
@@ -366,14 +371,7 @@ async fn rows_come_as_json_lines_with_codes_and_fixes() {
     let h = Harness::new(&[]).await;
     let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/json-missing:v1", host(ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &["--log-format", "json"],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &["--log-format", "json"]).await;
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     let rows: Vec<Value> = run
         .stdout
@@ -465,14 +463,7 @@ async fn a_token_refused_names_get_authorization_token() {
     let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
     seed(ACCOUNT, "doctor/token", "v1", None).await;
     let image = format!("{}/doctor/token:v1", host(ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     assert_eq!(run.code, 1);
     let (line, fix) = assert_row(&run, "ECR token us-east-1", "FAIL");
     assert!(line.contains("AccessDeniedException"), "{line}");
@@ -553,14 +544,7 @@ async fn without_describe_images_the_check_asks_like_a_pull() {
         ACCOUNT,
     ));
     let image = format!("{}/doctor/pull-only:v1", host(ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     assert_eq!(run.code, 0, "{}", run.stdout);
     let (line, _) = assert_row(&run, "Image exists", "ok");
     assert!(line.contains("seen with BatchGetImage"), "{line}");
@@ -573,14 +557,7 @@ async fn without_describe_images_the_check_asks_like_a_pull() {
         code: "RepositoryNotFoundException".into(),
         message: "The repository with name doctor/pull-only does not exist in the registry with id 123456789012".into(),
     });
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     let (line, _) = assert_row(&run, "Image exists", "FAIL");
     assert!(line.contains("RepositoryNotFoundException"), "{line}");
 }
@@ -597,14 +574,7 @@ async fn a_denied_pull_action_is_named_with_the_repository() {
         ACCOUNT,
     ));
     let image = format!("{}/doctor/denied:v1", host(ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     assert_eq!(run.code, 1);
     let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
     assert!(
@@ -632,14 +602,7 @@ async fn a_denied_pull_action_is_named_with_the_repository() {
         "doctor/denied",
         ACCOUNT,
     ));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     assert_eq!(run.code, 1);
     let (line, _) = assert_row(&run, "Image exists", "unknown");
     assert!(line.contains("could not check"), "{line}");
@@ -664,14 +627,7 @@ async fn another_accounts_repository_policy_gets_the_statement_to_add() {
         OTHER_ACCOUNT,
     ));
     let image = format!("{}/doctor/xacct:v1", host(OTHER_ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(
         row(&run, "AWS identity")
@@ -707,14 +663,7 @@ async fn another_accounts_repository_policy_gets_the_statement_to_add() {
         .send()
         .await
         .unwrap();
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
     assert!(line.contains("grants the pull actions to"), "{line}");
     assert!(
@@ -735,14 +684,7 @@ async fn another_accounts_repository_without_a_policy_or_hidden_from_us() {
         OTHER_ACCOUNT,
     ));
     let image = format!("{}/doctor/nopolicy:v1", host(OTHER_ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
     assert!(
         line.contains("has no repository policy, so no other account may pull"),
@@ -759,14 +701,7 @@ async fn another_accounts_repository_without_a_policy_or_hidden_from_us() {
         "doctor/nopolicy",
         OTHER_ACCOUNT,
     ));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
     assert!(
         line.contains("could not be read (AccessDeniedException on GetRepositoryPolicy)"),
@@ -785,14 +720,7 @@ async fn the_registry_refusing_the_token_is_not_a_network_problem() {
     // The stand-in expects another password: ours answers 401, as a stale or foreign token would.
     let registry = Registry::start(h.dir.path(), "a-different-password");
     let image = format!("{}/doctor/v2-401:v1", host(ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     assert_eq!(run.code, 1);
     let (line, fix) = assert_row(&run, "Registry endpoint", "FAIL");
     assert!(
@@ -1064,14 +992,7 @@ async fn without_rbac_to_look_the_cluster_rows_are_unknown_not_failed() {
     list_ecr_in_sa(&h, "team-a");
     let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/rbac:v1", host(ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &["--namespace", "team-a"],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &["--namespace", "team-a"]).await;
     assert_eq!(
         run.code, 0,
         "could not check is not a failure:\n{}",
@@ -1086,14 +1007,7 @@ async fn without_rbac_to_look_the_cluster_rows_are_unknown_not_failed() {
     assert_row(&run, "ServiceAccount team-a/default", "ok");
 
     h.kube.enforce_rules(vec![]);
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &["--namespace", "team-a"],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &["--namespace", "team-a"]).await;
     let (_, fix) = assert_row(&run, "ServiceAccount team-a/default", "unknown");
     assert!(
         fix.contains("allow get serviceaccounts/default in team-a"),
@@ -1102,14 +1016,7 @@ async fn without_rbac_to_look_the_cluster_rows_are_unknown_not_failed() {
     // A real failure to reach the API server is a failure, not "unknown".
     h.kube
         .inject(Fault::status(500).resource("secrets").times(10));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &["--namespace", "team-a"],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &["--namespace", "team-a"]).await;
     assert_eq!(run.code, 1);
     assert_row(&run, "Secret team-a/ecr", "FAIL");
 }
@@ -1150,11 +1057,10 @@ async fn a_cluster_config_failure_gets_the_fix_for_its_cause() {
     seed(ACCOUNT, "doctor/ctx", "v1", None).await;
     let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/ctx:v1", host(ACCOUNT));
-    let run = doctor(
+    let run = doctor_via(
         &h,
-        env_trusting(&h, &registry),
+        &registry,
         &image,
-        &registry.address(),
         &["--namespace", "team-a", "--context", "no-such-context"],
     )
     .await;
@@ -1293,14 +1199,7 @@ async fn independent_problems_are_all_reported_in_one_run() {
     );
     let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/many:v1", host(OTHER_ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &["--namespace", "team-a"],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &["--namespace", "team-a"]).await;
     assert_eq!(run.code, 1);
     assert_row(&run, "Image exists", "ok");
     assert_row(&run, "Pull permission", "FAIL");
@@ -1347,14 +1246,7 @@ async fn a_multi_platform_image_is_followed_to_a_platform_and_its_layer() {
     let platform = seed(ACCOUNT, "doctor/multi", "amd64", None).await;
     put_manifest("doctor/multi", "v1", &index(&platform)).await;
     let image = format!("{}/doctor/multi:v1", host(ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     assert_eq!(run.code, 0, "{}", run.stdout);
     let (line, _) = assert_row(&run, "Pull permission", "ok");
     assert!(
@@ -1372,14 +1264,7 @@ async fn a_multi_platform_image_is_followed_to_a_platform_and_its_layer() {
     // An index whose platform manifest is gone: the image is broken, not forbidden.
     put_manifest("doctor/multi", "broken", &index(&digest("f"))).await;
     let image = format!("{}/doctor/multi:broken", host(ACCOUNT));
-    let run = doctor(
-        &h,
-        env_trusting(&h, &registry),
-        &image,
-        &registry.address(),
-        &[],
-    )
-    .await;
+    let run = doctor_via(&h, &registry, &image, &[]).await;
     assert_eq!(run.code, 1);
     let (line, fix) = assert_row(&run, "Pull permission", "FAIL");
     assert!(
