@@ -128,6 +128,14 @@ pub(crate) fn read_token(
     })
 }
 
+/// The earlier of two expiries, where `None` is "unknown" and loses to any known one.
+pub fn earliest_of(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The credentials for every registry, with the earliest expiry among the tokens.
 /// Scopes are fetched concurrently; any failure fails the whole set, before the cluster is touched.
 pub async fn registry_auths(
@@ -140,9 +148,7 @@ pub async fn registry_auths(
     for (scope, token) in scopes.iter().zip(tokens) {
         let token = token?;
         tracing::debug!(region = %scope.region, fips = scope.fips, expires_at = ?token.expires_at, "ECR token obtained");
-        if let Some(t) = token.expires_at {
-            earliest = Some(earliest.map_or(t, |e| e.min(t)));
-        }
+        earliest = earliest_of(earliest, token.expires_at);
         for registry in &scope.registries {
             auths.push(RegistryAuth {
                 host: registry.host.clone(),

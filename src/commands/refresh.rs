@@ -138,15 +138,19 @@ pub async fn tokens(config: &Config) -> Result<Tokens, SetupError> {
         config.registries.clone()
     };
     let scopes = group_by_scope(&registries);
-    let (mut auths, mut expires_at) = ecr::registry_auths(&aws.sdk, &scopes).await?;
+    // The ECR Public token comes from its own API: asked at the same time as the others.
+    let public = async {
+        match config.ecr_public {
+            true => ecr_public::registry_auth(&aws.sdk).await.map(Some),
+            false => Ok(None),
+        }
+    };
+    let ((mut auths, mut expires_at), public) =
+        tokio::try_join!(ecr::registry_auths(&aws.sdk, &scopes), public)?;
     let mut calls = scopes.len();
-    if config.ecr_public {
-        let (auth, expires) = ecr_public::registry_auth(&aws.sdk).await?;
+    if let Some((auth, expires)) = public {
         auths.push(auth);
-        expires_at = match (expires_at, expires) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        expires_at = ecr::earliest_of(expires_at, expires);
         calls += 1;
     }
     Ok(Tokens {
@@ -179,23 +183,19 @@ pub async fn run(config: &Config) -> RunStatus {
         Ok(status) => status,
         Err(e) => {
             tracing::error!("{e}");
-            match e {
+            let status = match e {
                 // Not the configuration's fault: worth running again.
-                SetupError::Stopped(_) => {
-                    tracing::error!("nothing was changed in the cluster");
-                    RunStatus::SomeFailed
-                }
-                e if e.may_pass_on_retry() => {
-                    tracing::error!(
-                        "nothing was changed in the cluster; this may pass on a later run without any change"
-                    );
-                    RunStatus::Unavailable
-                }
-                _ => {
-                    tracing::error!("nothing was changed in the cluster");
-                    RunStatus::NothingDone
-                }
+                SetupError::Stopped(_) => RunStatus::SomeFailed,
+                e if e.may_pass_on_retry() => RunStatus::Unavailable,
+                _ => RunStatus::NothingDone,
+            };
+            match status {
+                RunStatus::Unavailable => tracing::error!(
+                    "nothing was changed in the cluster; this may pass on a later run without any change"
+                ),
+                _ => tracing::error!("nothing was changed in the cluster"),
             }
+            status
         }
     }
 }
