@@ -20,9 +20,6 @@ use crate::cluster::namespaces::NamespaceSpec;
 /// The session name of an assumed role when --role-session-name is not given.
 const DEFAULT_SESSION_NAME: &str = "ecr-secret-refresher";
 
-// The ownership labels live with the code that writes them; re-exported for older callers.
-pub use crate::cluster::ownership::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-
 /// How a Secret that already exists is brought up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Strategy {
