@@ -18,25 +18,10 @@ use crate::cluster::calls::describe;
 use crate::cluster::client::ClusterError;
 use crate::cluster::ownership::{self, INSTANCE_LABEL, MANAGED_BY_LABEL, Owner};
 use crate::cluster::secrets::EXPIRES_AT_ANNOTATION;
-use crate::commands::refresh;
-use crate::config::{Config, Strategy};
+use crate::commands::{checks, refresh};
+use crate::config::{Config, LogFormat, Strategy};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Ok,
-    Warn,
-    Fail,
-}
-
-/// One row of the report.
-#[derive(Debug, Clone)]
-pub struct Check {
-    pub name: String,
-    pub status: Status,
-    pub detail: String,
-    /// What to do about a failure or warning.
-    pub fix: String,
-}
+pub use crate::commands::checks::{Row as Check, Status, passed};
 
 fn row(
     name: impl Into<String>,
@@ -47,6 +32,7 @@ fn row(
     Check {
         name: name.into(),
         status,
+        code: None,
         detail: detail.into(),
         fix: fix.into(),
     }
@@ -426,30 +412,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
 
 /// The report as a table, with the fix under each row that needs one.
 pub fn render(rows: &[Check]) -> String {
-    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(5).max(5);
-    let mut out = format!("{:width$}  {:6}  DETAIL\n", "CHECK", "RESULT");
-    for r in rows {
-        let status = match r.status {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
-        };
-        let _ = writeln!(
-            out,
-            "{:width$}  {status:6}  {}",
-            r.name,
-            r.detail.replace('\n', " ")
-        );
-        if r.status != Status::Ok && !r.fix.is_empty() {
-            let _ = writeln!(out, "{:width$}  {:6}  fix: {}", "", "", r.fix);
-        }
-    }
-    out
-}
-
-/// Whether a refresh would succeed: no failed row.
-pub fn passed(rows: &[Check]) -> bool {
-    rows.iter().all(|r| r.status != Status::Fail)
+    checks::render(rows, LogFormat::Text, 6)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The subcommands, each a short pipeline over [`crate::aws`] and [`crate::cluster`].
 
+pub mod checks;
 pub mod credential_process;
 pub mod doctor;
 pub mod doctor_image;

@@ -18,10 +18,7 @@ mod cluster_rows;
 mod endpoint;
 mod policy;
 
-use std::fmt::Write as _;
 use std::time::Duration;
-
-use serde_json::json;
 
 use crate::aws::image::ImageRef;
 use crate::aws::registry::{ECR_PUBLIC_HOST, Registry, is_ecr_public, partition};
@@ -48,38 +45,8 @@ const REGISTRY_ENDPOINT: &str = "Registry endpoint";
 /// How long the registry endpoint may take to answer, per step (resolve, connect, answer).
 const V2_TIMEOUT: Duration = Duration::from_secs(4);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Ok,
-    Fail,
-    /// Could not check (not allowed to look): not a failure.
-    Unknown,
-    /// Not run because a step it needs failed.
-    Skip,
-}
-
-impl Status {
-    fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Fail => "FAIL",
-            Status::Unknown => "unknown",
-            Status::Skip => "skip",
-        }
-    }
-}
-
-/// One step of the report.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub name: String,
-    pub status: Status,
-    /// The AWS (or Kubernetes) error code behind a failure, e.g. `AccessDeniedException`.
-    pub code: Option<String>,
-    pub detail: String,
-    /// What to change, for a row that is not ok.
-    pub fix: String,
-}
+use crate::commands::checks;
+pub use crate::commands::checks::{Row, Status, passed};
 
 fn ok(name: impl Into<String>, detail: impl Into<String>) -> Row {
     Row {
@@ -213,46 +180,10 @@ fn reference(text: &str) -> Result<(ImageRef, Registry), Box<Row>> {
     }
 }
 
-/// The report as a table (the same style as `doctor`), or as JSON lines.
+/// The report as a table (the same style as `doctor`, with room for `unknown`), or as JSON
+/// lines.
 pub fn render(rows: &[Row], format: LogFormat) -> String {
-    match format {
-        LogFormat::Json => rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "check": r.name,
-                    "result": r.status.label().to_ascii_lowercase(),
-                    "code": r.code,
-                    "detail": r.detail,
-                    "fix": if r.status == Status::Ok || r.fix.is_empty() { None } else { Some(&r.fix) },
-                })
-                .to_string()
-                    + "\n"
-            })
-            .collect(),
-        LogFormat::Text => {
-            let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(5).max(5);
-            let mut out = format!("{:width$}  {:7}  DETAIL\n", "CHECK", "RESULT");
-            for r in rows {
-                let _ = writeln!(
-                    out,
-                    "{:width$}  {:7}  {}",
-                    r.name,
-                    r.status.label(),
-                    r.detail.replace('\n', " ")
-                );
-                if r.status != Status::Ok && !r.fix.is_empty() {
-                    let _ = writeln!(out, "{:width$}  {:7}  fix: {}", "", "", r.fix);
-                }
-            }
-            out
-        }
-    }
-}
-
-/// Whether the image should pull: no step failed (unknown and skipped steps do not fail).
-pub fn passed(rows: &[Row]) -> bool {
-    rows.iter().all(|r| r.status != Status::Fail)
+    checks::render(rows, format, 7)
 }
 
 #[cfg(test)]
