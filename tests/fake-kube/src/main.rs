@@ -1,8 +1,10 @@
 //! Runs the fake Kubernetes API server on its own, for benchmarks and manual runs.
 //!
-//! `fake-kube [--listen 127.0.0.1:0] [--namespaces N] [--prefix ns-] [--kubeconfig PATH] [--allow-anonymous]`
+//! `fake-kube [--listen 127.0.0.1:0] [--namespaces N] [--prefix ns-] [--kubeconfig PATH] [--allow-anonymous] [--aws-upstream URL]`
 //! seeds N namespaces, writes a kubeconfig pointing at itself, prints its URL on the first
-//! line of stdout and serves until killed. `GET /fake/requests` counts the requests served,
+//! line of stdout and serves until killed. With `--aws-upstream` (a moto URL) it also runs the
+//! AWS front on it (which answers what moto lacks, e.g. `GetDownloadUrlForLayer`, for
+//! `doctor --image`) and prints the front's URL on the second line (scripts/demo uses both). `GET /fake/requests` counts the requests served,
 //! `DELETE /fake/requests` resets the count.
 
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ async fn main() -> ExitCode {
     let mut prefix = "ns-".to_string();
     let mut kubeconfig = None;
     let mut anonymous = false;
+    let mut aws_upstream = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--allow-anonymous" {
@@ -29,6 +32,7 @@ async fn main() -> ExitCode {
             },
             ("--prefix", Some(v)) => prefix = v,
             ("--kubeconfig", Some(v)) => kubeconfig = Some(v),
+            ("--aws-upstream", Some(v)) => aws_upstream = Some(v),
             (other, _) => return usage(&format!("unknown or incomplete flag {other}")),
         }
     }
@@ -52,13 +56,27 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     println!("{}", server.url());
+    // Kept alive until the end of main: dropping it stops the front.
+    let _front = match aws_upstream {
+        Some(upstream) => match fake_kube::AwsFront::start(&upstream).await {
+            Ok(front) => {
+                println!("{}", front.url());
+                Some(front)
+            }
+            Err(e) => {
+                eprintln!("fake-kube: cannot start the AWS front on {upstream}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let _ = tokio::signal::ctrl_c().await;
     ExitCode::SUCCESS
 }
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!(
-        "fake-kube: {msg}\nusage: fake-kube [--listen ADDR] [--namespaces N] [--prefix P] [--kubeconfig PATH] [--allow-anonymous]"
+        "fake-kube: {msg}\nusage: fake-kube [--listen ADDR] [--namespaces N] [--prefix P] [--kubeconfig PATH] [--allow-anonymous] [--aws-upstream URL]"
     );
     ExitCode::from(2)
 }
