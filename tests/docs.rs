@@ -394,14 +394,6 @@ fn configuration_lists_exactly_the_flags_help_shows() {
     );
     let mut problems = Vec::new();
     for (path, shown) in &helps {
-        let Some(section) = docs.get(path) else {
-            problems.push(format!(
-                "no section \"## `{}`\" in docs/configuration.md: add one with a table of its own flags ({})",
-                name(path),
-                describe(shown)
-            ));
-            continue;
-        };
         // A subcommand's own flags: those the top level does not show (the global ones are
         // documented once, in the refresh section).
         let own: Flags = if path.is_empty() {
@@ -412,6 +404,14 @@ fn configuration_lists_exactly_the_flags_help_shows() {
                 .filter(|(f, _)| !top.contains_key(*f))
                 .map(|(f, e)| (f.clone(), e.clone()))
                 .collect()
+        };
+        let Some(section) = docs.get(path) else {
+            problems.push(format!(
+                "no section \"## `{}`\" in docs/configuration.md: add one with a table of its own flags ({})",
+                name(path),
+                describe(&own)
+            ));
+            continue;
         };
         let missing: Flags = own
             .iter()
