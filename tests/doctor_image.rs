@@ -1504,3 +1504,28 @@ async fn with_the_caller_unknown_a_denied_pull_gets_both_fixes() {
         "{fix}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_reads_that_never_answer_are_bounded_and_named() {
+    let h = Harness::new(&["team-a"]).await;
+    seed(ACCOUNT, "doctor/hung", "v1", None).await;
+    list_ecr_in_sa(&h, "team-a");
+    h.kube.inject(Fault::hang().resource("secrets"));
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/hung:v1", host(ACCOUNT));
+    let started = std::time::Instant::now();
+    let run = doctor_via(&h, &registry, &image, &["--namespace", "team-a"]).await;
+    let took = started.elapsed();
+    // The client's own read timeout is 30 s.
+    assert!(
+        took < std::time::Duration::from_secs(25),
+        "{took:?}\n{}",
+        run.stdout
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let (line, fix) = assert_row(&run, "Secret team-a/ecr", "FAIL");
+    assert!(line.contains("no answer within 5 s"), "{line}");
+    assert!(fix.contains("/readyz"), "{fix}");
+    let (line, _) = assert_row(&run, "ServiceAccount team-a/default", "skip");
+    assert!(line.contains("did not answer"), "{line}");
+}

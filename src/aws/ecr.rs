@@ -52,6 +52,26 @@ impl EcrError {
         }
     }
 
+    /// What failed, without the advice: for a report that gives the fix on its own line.
+    pub fn what_failed(&self) -> String {
+        match self {
+            EcrError::Call {
+                region,
+                message,
+                cause,
+                endpoint,
+                ..
+            } if cause.is_network() => format!(
+                "ECR GetAuthorizationToken in {region} failed: {endpoint} {} ({message})",
+                failure::network_words(*cause)
+            ),
+            EcrError::Call {
+                region, message, ..
+            } => format!("ECR GetAuthorizationToken in {region} failed: {message}"),
+            other => other.to_string(),
+        }
+    }
+
     /// Why a call failed; `None` for an answer that could not be read.
     pub fn cause(&self) -> Option<Cause> {
         match self {

@@ -149,3 +149,40 @@ fn emit(out: &mut dyn Write, text: &str) {
 pub fn passed(rows: &[Row]) -> bool {
     rows.iter().all(|r| r.status != Status::Fail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, status: Status, fix: &str) -> Row {
+        Row {
+            name: name.into(),
+            status,
+            code: None,
+            detail: format!("{name} detail"),
+            fix: fix.into(),
+        }
+    }
+
+    #[test]
+    fn a_streamed_report_reads_like_the_rendered_one() {
+        let rows = vec![
+            row("Image", Status::Ok, ""),
+            row("Registry endpoint", Status::Fail, "open port 443"),
+            row("AWS identity", Status::Unknown, "allow it"),
+        ];
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let mut out = Vec::new();
+            let mut report = Report::new(&mut out, format, 17, 7);
+            for r in &rows {
+                report.push(r.clone());
+            }
+            assert_eq!(report.rows().len(), 3);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                render(&rows, format, 7),
+                "{format:?}"
+            );
+        }
+    }
+}

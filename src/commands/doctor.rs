@@ -195,7 +195,7 @@ async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
             Err(e) => rows.push(row(
                 name,
                 Status::Fail,
-                e.to_string(),
+                e.what_failed(),
                 token_fix(&e, &aws, &scope),
             )),
         }

@@ -105,7 +105,14 @@ pub(super) async fn aws_rows(
                     .into(),
             };
             let code = cause.is_network().then(|| cause.label());
-            rows.push(bad(Status::Unknown, AWS_IDENTITY, code, e.to_string(), fix));
+            // Its own advice (name the registries) is for the refresh, not for this check.
+            let detail = match &e {
+                credentials::AwsSetupError::CallerIdentity { message, .. } => {
+                    format!("STS GetCallerIdentity failed: {message}")
+                }
+                other => other.to_string(),
+            };
+            rows.push(bad(Status::Unknown, AWS_IDENTITY, code, detail, fix));
             None
         }
         None => {
@@ -146,7 +153,7 @@ pub(super) async fn aws_rows(
         Some(Err(e)) => {
             let cause = e.cause().unwrap_or(Cause::Other);
             if cause == Cause::BadCredentials {
-                rows.push(bad_credentials(&aws, e.code(), &e.to_string()));
+                rows.push(bad_credentials(&aws, e.code(), &e.what_failed()));
                 return skip_rest(rows, "needs valid credentials");
             }
             if cause.is_network() {
@@ -154,7 +161,7 @@ pub(super) async fn aws_rows(
             }
             let fix = token_fix(&e, cause, caller.as_ref(), registry, &ecr_api);
             let code = e.code().or(cause.is_network().then(|| cause.label()));
-            rows.push(bad(Status::Fail, &token_name, code, e.to_string(), fix));
+            rows.push(bad(Status::Fail, &token_name, code, e.what_failed(), fix));
             None
         }
         None => {
