@@ -1529,3 +1529,33 @@ async fn cluster_reads_that_never_answer_are_bounded_and_named() {
     let (line, _) = assert_row(&run, "ServiceAccount team-a/default", "skip");
     assert!(line.contains("did not answer"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_never_worded_as_a_permission_problem() {
+    let h = Harness::new(&[]).await;
+    seed(ACCOUNT, "doctor/busy", "v1", None).await;
+    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let image = format!("{}/doctor/busy:v1", host(ACCOUNT));
+    h.aws.fail(aws_fault(
+        "ecr",
+        Some("GetAuthorizationToken"),
+        400,
+        "ThrottlingException",
+    ));
+    h.aws.fail_also(aws_fault(
+        "ecr",
+        Some("DescribeImages"),
+        400,
+        "ThrottlingException",
+    ));
+    let run = doctor_via(&h, &registry, &image, &[]).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    for name in ["ECR token", "Image exists"] {
+        let (line, fix) = assert_row(&run, name, "FAIL");
+        assert!(line.contains("ThrottlingException"), "{line}");
+        assert!(
+            fix.contains("not a permission problem") && !fix.contains("allow "),
+            "{fix}"
+        );
+    }
+}

@@ -385,16 +385,25 @@ async fn exists_row(
         }
         // The permission step asks again rather than reuse a passing failure.
         Err(e) => {
+            let fix = match e.code().and_then(failure::of_code) {
+                Some(Cause::Unavailable) => {
+                    "ECR is throttling or failing on its side: not a permission problem; run doctor again in a minute".to_string()
+                }
+                Some(Cause::BadCredentials) => {
+                    "AWS stopped accepting the credentials during the check (they expired?): renew them and run doctor again".to_string()
+                }
+                _ => format!(
+                    "try again; if it persists, check that api.ecr.{}.{} is reachable from here",
+                    target.registry.region,
+                    dns_suffix(&target.registry.region)
+                ),
+            };
             let row = bad(
                 Status::Fail,
                 NAME,
                 e.code(),
                 format!("{via} failed: {}", e.message()),
-                format!(
-                    "try again; if it persists, check that api.ecr.{}.{} is reachable from here",
-                    target.registry.region,
-                    dns_suffix(&target.registry.region)
-                ),
+                fix,
             );
             (row, None)
         }
