@@ -85,7 +85,7 @@ pub(super) async fn aws_rows(
             Some((account, arn))
         }
         Some(Err(e)) if e.caller_identity_cause() == Some(Cause::BadCredentials) => {
-            rows.push(bad_credentials(&aws, None, &e.to_string()));
+            rows.push(bad_credentials(&aws, None, &identity_failure(&e)));
             rows.push(skip(AWS_IDENTITY, "needs valid credentials"));
             return skip_rest(rows, "needs valid credentials");
         }
@@ -105,14 +105,13 @@ pub(super) async fn aws_rows(
                     .into(),
             };
             let code = cause.is_network().then(|| cause.label());
-            // Its own advice (name the registries) is for the refresh, not for this check.
-            let detail = match &e {
-                credentials::AwsSetupError::CallerIdentity { message, .. } => {
-                    format!("STS GetCallerIdentity failed: {message}")
-                }
-                other => other.to_string(),
-            };
-            rows.push(bad(Status::Unknown, AWS_IDENTITY, code, detail, fix));
+            rows.push(bad(
+                Status::Unknown,
+                AWS_IDENTITY,
+                code,
+                identity_failure(&e),
+                fix,
+            ));
             None
         }
         None => {
@@ -246,6 +245,17 @@ async fn endpoint_step(
 /// endpoint_url): the name to blame when calls do not get through.
 fn explicit_endpoint(aws: &credentials::Aws) -> Option<String> {
     aws.sdk.endpoint_url().map(str::to_string)
+}
+
+/// What GetCallerIdentity's failure was, without its advice (to name the registries), which
+/// is for the refresh, not for this check.
+fn identity_failure(e: &credentials::AwsSetupError) -> String {
+    match e {
+        credentials::AwsSetupError::CallerIdentity { message, .. } => {
+            format!("STS GetCallerIdentity failed: {message}")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The credentials row when AWS refused them as invalid or expired.
