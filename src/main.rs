@@ -49,8 +49,8 @@ fn main() -> ExitCode {
     if let Some(Command::Doctor(args)) = &command
         && args.image.is_some()
     {
-        let rows = runtime.block_on(doctor_image::run(&config, args));
-        print!("{}", doctor_image::render(&rows, config.log_format));
+        // Each row is printed as its step finishes.
+        let rows = runtime.block_on(doctor_image::run(&config, args, &mut std::io::stdout()));
         return if doctor_image::passed(&rows) {
             ExitCode::SUCCESS
         } else {

@@ -75,7 +75,12 @@ pub enum AwsSetupError {
     #[error(
         "STS GetCallerIdentity failed: {message}. Name the registries with --registries to skip this call."
     )]
-    CallerIdentity { message: String, transient: bool },
+    CallerIdentity {
+        message: String,
+        transient: bool,
+        /// Why it failed: `doctor` words its rows by it.
+        cause: crate::aws::failure::Cause,
+    },
     #[error("IAM Roles Anywhere: {0}")]
     RolesAnywhere(#[from] RaError),
 }
@@ -87,6 +92,14 @@ impl AwsSetupError {
             self,
             AwsSetupError::NoRegion | AwsSetupError::MissingProfile { .. }
         )
+    }
+
+    /// Why GetCallerIdentity failed, for that error.
+    pub fn caller_identity_cause(&self) -> Option<crate::aws::failure::Cause> {
+        match self {
+            AwsSetupError::CallerIdentity { cause, .. } => Some(*cause),
+            _ => None,
+        }
     }
 
     /// Whether a later run may pass without anyone changing anything (see [`transient`]).
@@ -419,12 +432,14 @@ pub async fn caller_identity(sdk: &SdkConfig) -> Result<(String, String), AwsSet
             .map_err(|e| AwsSetupError::CallerIdentity {
                 message: errors::chain(&e),
                 transient: transient::sdk_error(&e),
+                cause: crate::aws::failure::of_sdk(&e),
             })?;
     match (out.account, out.arn) {
         (Some(account), arn) => Ok((account, arn.unwrap_or_default())),
         (None, _) => Err(AwsSetupError::CallerIdentity {
             message: "the response has no account ID".into(),
             transient: false,
+            cause: crate::aws::failure::Cause::Other,
         }),
     }
 }

@@ -6,6 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::Timestamp;
 
+use crate::aws::failure::{self, Cause};
 use crate::aws::registry::TokenScope;
 use crate::errors;
 use crate::sensitive::Sensitive;
@@ -21,9 +22,7 @@ pub struct RegistryAuth {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EcrError {
-    #[error(
-        "ECR GetAuthorizationToken in {region} failed: {message}. Check that the credentials allow ecr:GetAuthorizationToken and that the region is right."
-    )]
+    #[error("ECR GetAuthorizationToken in {region} failed: {message}. {}", advice(*.cause, .endpoint, .region, .code.as_deref()))]
     Call {
         region: String,
         message: String,
@@ -31,6 +30,10 @@ pub enum EcrError {
         code: Option<String>,
         /// No answer, throttling or a server error: a later run may pass.
         transient: bool,
+        /// Why it failed, which decides the advice.
+        cause: Cause,
+        /// The endpoint called: the ECR API host, or the explicit endpoint URL.
+        endpoint: String,
     },
     #[error("ECR GetAuthorizationToken in {region} returned {what}")]
     Malformed { region: String, what: &'static str },
@@ -49,12 +52,58 @@ impl EcrError {
         }
     }
 
+    /// What failed, without the advice: for a report that gives the fix on its own line.
+    pub fn what_failed(&self) -> String {
+        match self {
+            EcrError::Call {
+                region,
+                message,
+                cause,
+                endpoint,
+                ..
+            } if cause.is_network() => format!(
+                "ECR GetAuthorizationToken in {region} failed: {endpoint} {} ({message})",
+                failure::network_words(*cause)
+            ),
+            EcrError::Call {
+                region, message, ..
+            } => format!("ECR GetAuthorizationToken in {region} failed: {message}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// Why a call failed; `None` for an answer that could not be read.
+    pub fn cause(&self) -> Option<Cause> {
+        match self {
+            EcrError::Call { cause, .. } => Some(*cause),
+            EcrError::Malformed { .. } | EcrError::PublicCall { .. } => None,
+        }
+    }
+
     /// Whether a later run may pass without anyone changing anything.
     pub fn may_pass_on_retry(&self) -> bool {
         match self {
             EcrError::Call { transient, .. } | EcrError::PublicCall { transient, .. } => *transient,
             EcrError::Malformed { .. } => false,
         }
+    }
+}
+
+/// What to do about a failed GetAuthorizationToken, by its cause: only a refusal is about
+/// the IAM policy.
+pub fn advice(cause: Cause, endpoint: &str, region: &str, code: Option<&str>) -> String {
+    if let Some(fix) = failure::network_fix(cause, endpoint, region, "ecr.api") {
+        return format!("Not a permission problem: {fix}.");
+    }
+    match cause {
+        Cause::Unavailable => format!(
+            "ECR is throttling or failing on its side ({}): not a permission problem; a later run may pass.",
+            code.unwrap_or("no answer")
+        ),
+        Cause::BadCredentials => {
+            "AWS does not accept the credentials: they are invalid or expired. Renew them: new access keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, aws sso login --profile NAME for an SSO profile, or re-run the credential process; and check this machine's clock.".into()
+        }
+        _ => "Check that the credentials allow ecr:GetAuthorizationToken and that the region is right.".into(),
     }
 }
 
@@ -86,6 +135,10 @@ async fn token_for(sdk: &SdkConfig, scope: &TokenScope) -> Result<Token, EcrErro
         // names the token scope.
         .use_fips(scope.fips && sdk.endpoint_url().is_none())
         .build();
+    let endpoint = match sdk.endpoint_url() {
+        Some(url) => url.to_string(),
+        None => failure::ecr_api_host(&scope.region, scope.fips),
+    };
     let client = aws_sdk_ecr::Client::from_conf(conf);
     let out = client
         .get_authorization_token()
@@ -96,6 +149,8 @@ async fn token_for(sdk: &SdkConfig, scope: &TokenScope) -> Result<Token, EcrErro
             message: errors::chain(&e),
             code: aws_sdk_ecr::error::ProvideErrorMetadata::code(&e).map(str::to_string),
             transient: crate::aws::transient::sdk_error(&e),
+            cause: failure::of_sdk(&e),
+            endpoint,
         })?;
     read_token(
         &scope.region,
@@ -189,6 +244,36 @@ mod tests {
             let err = read_token("eu-west-1", data).unwrap_err().to_string();
             assert!(err.contains("eu-west-1") && err.ends_with(what), "{err}");
         }
+    }
+
+    #[test]
+    fn the_advice_follows_the_cause() {
+        let host = "api.ecr.eu-west-1.amazonaws.com";
+        let say = |cause, code| advice(cause, host, "eu-west-1", code);
+        let permission = "allow ecr:GetAuthorizationToken";
+        for (cause, words) in [
+            (Cause::Dns, "does not resolve"),
+            (Cause::TimedOut, "did not answer in time"),
+            (Cause::Refused, "refused the connection"),
+        ] {
+            let text = say(cause, None);
+            assert!(
+                text.contains(words) && text.contains("com.amazonaws.eu-west-1.ecr.api"),
+                "{text}"
+            );
+            assert!(!text.contains(permission), "{text}");
+        }
+        let text = say(Cause::Unavailable, Some("ThrottlingException"));
+        assert!(
+            text.contains("throttling") && !text.contains(permission),
+            "{text}"
+        );
+        let text = say(Cause::BadCredentials, Some("ExpiredTokenException"));
+        assert!(
+            text.contains("invalid or expired") && !text.contains(permission),
+            "{text}"
+        );
+        assert!(say(Cause::Refusal, Some("AccessDeniedException")).contains(permission));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod credentials;
 pub mod ecr;
 pub mod ecr_public;
+pub mod failure;
 pub mod http;
 pub mod image;
 pub mod profile;

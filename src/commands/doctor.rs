@@ -11,7 +11,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-use crate::aws::registry::group_by_scope;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::aws::failure::{self, Cause};
+use crate::aws::profile::ProfileFiles;
+use crate::aws::registry::{TokenScope, group_by_scope};
 use crate::aws::{credentials, ecr, ecr_public};
 use crate::cluster;
 use crate::cluster::calls::describe;
@@ -132,21 +136,39 @@ async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
                 config.registries.clone()
             }
         }
-        (Err(e), true) => {
-            rows.push(row(
-                "AWS identity",
-                Status::Fail,
-                e.to_string(),
-                "allow sts:GetCallerIdentity, or name the registries with --registries",
-            ));
-            return;
-        }
-        (Err(e), false) => {
+        (Err(e), needed) => {
+            let cause = e.caller_identity_cause().unwrap_or(Cause::Other);
+            let region = aws
+                .sdk
+                .region()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let sts = aws
+                .sdk
+                .endpoint_url()
+                .map_or_else(|| failure::sts_host(&region), str::to_string);
+            let fix = match cause {
+                Cause::BadCredentials => {
+                    failure::renew_credentials(aws.source, &ProfileFiles::from_env().profile)
+                }
+                Cause::Unavailable => {
+                    "STS is throttling or failing on its side, not a permission problem: run again in a minute".into()
+                }
+                c => failure::network_fix(c, &sts, &region, "sts").unwrap_or_else(|| {
+                    "allow sts:GetCallerIdentity, or name the registries with --registries"
+                        .into()
+                }),
+            };
+            // Credentials AWS does not accept fail every later call too: never a warning.
+            if needed || cause == Cause::BadCredentials {
+                rows.push(row("AWS identity", Status::Fail, e.to_string(), fix));
+                return;
+            }
             rows.push(row(
                 "AWS identity",
                 Status::Warn,
                 e.to_string(),
-                "not needed with --registries; fine to ignore",
+                format!("not needed with --registries; fine to ignore ({fix})"),
             ));
             config.registries.clone()
         }
@@ -160,10 +182,22 @@ async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
         match ecr::registry_auths(&aws.sdk, std::slice::from_ref(&scope)).await {
             Ok((_, expires)) => {
                 let hosts: Vec<&str> = scope.registries.iter().map(|r| r.host.as_str()).collect();
-                let when = expires.map(|t| format!(", expires {t}")).unwrap_or_default();
-                rows.push(row(name, Status::Ok, format!("{}{when}", hosts.join(",")), ""));
+                let when = expires
+                    .map(|t| format!(", expires {t}"))
+                    .unwrap_or_default();
+                rows.push(row(
+                    name,
+                    Status::Ok,
+                    format!("{}{when}", hosts.join(",")),
+                    "",
+                ));
             }
-            Err(e) => rows.push(row(name, Status::Fail, e.to_string(), "allow ecr:GetAuthorizationToken (and pull actions on the repositories) for this identity")),
+            Err(e) => rows.push(row(
+                name,
+                Status::Fail,
+                e.what_failed(),
+                token_fix(&e, &aws, &scope),
+            )),
         }
     }
     if config.ecr_public {
@@ -183,6 +217,61 @@ async fn aws_checks(config: &Config, rows: &mut Vec<Check>) {
     }
 }
 
+/// The fix for a failed token call, by its cause: only a refusal is about the IAM policy.
+fn token_fix(e: &ecr::EcrError, aws: &credentials::Aws, scope: &TokenScope) -> String {
+    let cause = e.cause().unwrap_or(Cause::Other);
+    let endpoint = aws.sdk.endpoint_url().map_or_else(
+        || failure::ecr_api_host(&scope.region, scope.fips),
+        str::to_string,
+    );
+    if let Some(fix) = failure::network_fix(cause, &endpoint, &scope.region, "ecr.api") {
+        return fix;
+    }
+    match cause {
+        Cause::Unavailable => format!(
+            "ECR is throttling or failing on its side ({}): not a permission problem; run doctor again in a minute",
+            e.code().unwrap_or("no answer")
+        ),
+        Cause::BadCredentials => {
+            failure::renew_credentials(aws.source, &ProfileFiles::from_env().profile)
+        }
+        _ => "allow ecr:GetAuthorizationToken (and pull actions on the repositories) for this identity".into(),
+    }
+}
+
+/// Whether the API server has stopped answering during this run: after one request went
+/// unanswered, the rest are skipped rather than each waited on in turn.
+#[derive(Default)]
+struct Silence(AtomicBool);
+
+/// A request to the API server with the connection check's bound, or `None` (and the server
+/// marked silent) when it took longer.
+async fn ask<T>(silence: &Silence, request: impl Future<Output = T>) -> Option<T> {
+    let answer = tokio::time::timeout(cluster::client::PROBE_TIMEOUT, request)
+        .await
+        .ok();
+    if answer.is_none() {
+        silence.0.store(true, Ordering::Relaxed);
+    }
+    answer
+}
+
+const NO_ANSWER_FIX: &str = "the API server answered the connection check, then stopped: check its health (kubectl get --raw /readyz) and its load, or an admission webhook or proxy in front of it that holds requests";
+
+fn no_answer(name: String, what: &str) -> Check {
+    row(
+        name,
+        Status::Fail,
+        format!(
+            "no answer within {} s to {what}",
+            cluster::client::PROBE_TIMEOUT.as_secs()
+        ),
+        NO_ANSWER_FIX,
+    )
+}
+
+const SILENT: &str = "not checked: the API server did not answer an earlier request";
+
 /// The overlay whose RBAC fits the selection: per-namespace Roles when the namespaces are exact
 /// names, the cluster-wide one when patterns, a selector or --prune need to list namespaces.
 pub fn rbac_fix(config: &Config) -> String {
@@ -198,8 +287,16 @@ async fn namespace_rows(
     config: &Config,
     instance: &str,
     namespace: &str,
+    silence: &Silence,
 ) -> Vec<Check> {
     let mut rows = Vec::new();
+    let rbac = format!("RBAC in {namespace}");
+    let secret_row = format!("Secret {namespace}/{}", config.secret_name);
+    let skipped = |rows: &mut Vec<Check>, names: &[&String]| {
+        for n in names {
+            rows.push(row(n.as_str(), Status::Skip, SILENT, ""));
+        }
+    };
     let mut denied = Vec::new();
     for (verb, resource, named) in needed_permissions(config) {
         // Named permissions are checked for each name the refresh will use.
@@ -217,14 +314,25 @@ async fn namespace_rows(
                 Some(n) if resource == "serviceaccounts" => format!("{verb} {resource}/{n}"),
                 _ => format!("{verb} {resource}"),
             };
-            match allowed(client, namespace, verb, resource, name).await {
-                Ok(true) => {}
-                Ok(false) => denied.push(what),
-                Err(e) => denied.push(format!("{what} (review failed: {e})")),
+            if silence.0.load(Ordering::Relaxed) {
+                skipped(&mut rows, &[&rbac, &secret_row]);
+                return rows;
+            }
+            match ask(silence, allowed(client, namespace, verb, resource, name)).await {
+                Some(Ok(true)) => {}
+                Some(Ok(false)) => denied.push(what),
+                Some(Err(e)) => denied.push(format!("{what} (review failed: {e})")),
+                None => {
+                    rows.push(no_answer(
+                        rbac,
+                        &format!("a SelfSubjectAccessReview ({what})"),
+                    ));
+                    skipped(&mut rows, &[&secret_row]);
+                    return rows;
+                }
             }
         }
     }
-    let rbac = format!("RBAC in {namespace}");
     if denied.is_empty() {
         rows.push(row(
             rbac,
@@ -240,9 +348,17 @@ async fn namespace_rows(
             rbac_fix(config),
         ));
     }
+    if silence.0.load(Ordering::Relaxed) {
+        skipped(&mut rows, &[&secret_row]);
+        return rows;
+    }
+    let name = secret_row;
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let name = format!("Secret {namespace}/{}", config.secret_name);
-    match api.get_opt(&config.secret_name).await {
+    let Some(found) = ask(silence, api.get_opt(&config.secret_name)).await else {
+        rows.push(no_answer(name, "reading the Secret"));
+        return rows;
+    };
+    match found {
         Ok(None) => rows.push(row(name, Status::Ok, "none yet: a refresh creates it", "")),
         Ok(Some(s)) => {
             let expires = s
@@ -358,9 +474,14 @@ async fn cluster_checks(config: &Config, rows: &mut Vec<Check>) {
         Err(_) => "answers (its version did not come in time)".into(),
     };
     rows.push(row("Kubernetes API", Status::Ok, detail, ""));
-    let selection = match refresh::select_namespaces(&client, config).await {
-        Ok(s) => s,
-        Err(e) => {
+    let silence = Silence::default();
+    let selection = match ask(&silence, refresh::select_namespaces(&client, config)).await {
+        Some(Ok(s)) => s,
+        None => {
+            rows.push(no_answer("Namespaces".into(), "listing namespaces"));
+            return;
+        }
+        Some(Err(e)) => {
             rows.push(row(
                 "Namespaces",
                 Status::Fail,
@@ -395,7 +516,7 @@ async fn cluster_checks(config: &Config, rows: &mut Vec<Check>) {
         ));
     }
     let per_ns: Vec<Vec<Check>> = futures::stream::iter(selection.targets.iter())
-        .map(|t| namespace_rows(&client, config, &instance, &t.name))
+        .map(|t| namespace_rows(&client, config, &instance, &t.name, &silence))
         .buffered(config.concurrency)
         .collect()
         .await;

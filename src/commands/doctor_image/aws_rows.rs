@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::aws::credentials;
 use crate::aws::ecr;
+use crate::aws::failure::{self, Cause};
 use crate::aws::image::ImageRef;
 use crate::aws::registry::{Registry, dns_suffix, group_by_scope};
 use crate::aws::repository::{self, Manifest, Refusal, Target};
@@ -19,35 +20,59 @@ pub(super) async fn aws_rows(
     args: &DoctorArgs,
     image: &ImageRef,
     registry: &Registry,
-    rows: &mut Vec<Row>,
+    rows: &mut Report<'_>,
 ) {
     let token_name = format!("{ECR_TOKEN} {}", registry.region);
-    let aws = match credentials::load(&config.aws, Some(&registry.region)).await {
-        Ok(aws) => {
-            rows.push(ok(AWS_CREDENTIALS, aws.source));
-            aws
+    let skip_rest = |rows: &mut Report<'_>, why: &str| {
+        for name in [
+            token_name.as_str(),
+            IMAGE_EXISTS,
+            PULL_PERMISSION,
+            REGISTRY_ENDPOINT,
+        ] {
+            rows.push(skip(name, why));
         }
-        Err(e) => {
+    };
+    let loaded = bounded(
+        CREDENTIALS_TIMEOUT,
+        credentials::load(&config.aws, Some(&registry.region)),
+    )
+    .await;
+    let aws = match loaded {
+        Some(Ok(aws)) => aws,
+        Some(Err(e)) => {
             let check = if e.is_region() {
                 AWS_REGION
             } else {
                 AWS_CREDENTIALS
             };
             rows.push(bad(Status::Fail, check, None, e.to_string(), e.fix()));
-            for name in [
-                token_name.as_str(),
-                IMAGE_EXISTS,
-                PULL_PERMISSION,
-                REGISTRY_ENDPOINT,
-            ] {
-                rows.push(skip(name, "needs AWS credentials"));
-            }
-            return;
+            return skip_rest(rows, "needs AWS credentials");
+        }
+        None => {
+            rows.push(bad(
+                Status::Fail,
+                AWS_CREDENTIALS,
+                Some("timeout"),
+                format!(
+                    "getting credentials did not finish within {} s: their source (a credentials endpoint, instance metadata, or STS for an AssumeRole) did not answer",
+                    CREDENTIALS_TIMEOUT.as_secs()
+                ),
+                "check the network path to the credentials source (and to STS with --assume-role-arn or a role profile), or pick another source with --credentials-source",
+            ));
+            return skip_rest(rows, "needs AWS credentials");
         }
     };
+    let region = aws
+        .sdk
+        .region()
+        .map_or_else(|| registry.region.clone(), ToString::to_string);
+    let sts = explicit_endpoint(&aws).unwrap_or_else(|| failure::sts_host(&region));
     // The caller's account tells a cross-account repository apart; its ARN goes in the fix.
-    let caller = match credentials::caller_identity(&aws.sdk).await {
-        Ok((account, arn)) => {
+    // It is also the first call signed with the credentials: whether AWS accepts them.
+    let caller = match bounded(AWS_STEP_TIMEOUT, credentials::caller_identity(&aws.sdk)).await {
+        Some(Ok((account, arn))) => {
+            rows.push(ok(AWS_CREDENTIALS, aws.source));
             let mut detail = arn.clone();
             if account != registry.account {
                 let _ = write!(
@@ -59,21 +84,62 @@ pub(super) async fn aws_rows(
             rows.push(ok(AWS_IDENTITY, detail));
             Some((account, arn))
         }
-        Err(e) => {
+        Some(Err(e)) if e.caller_identity_cause() == Some(Cause::BadCredentials) => {
+            rows.push(bad_credentials(&aws, None, &identity_failure(&e)));
+            rows.push(skip(AWS_IDENTITY, "needs valid credentials"));
+            return skip_rest(rows, "needs valid credentials");
+        }
+        Some(Err(e)) => {
+            rows.push(ok(AWS_CREDENTIALS, aws.source));
+            let cause = e.caller_identity_cause().unwrap_or(Cause::Other);
+            let why = "only needed to explain cross-account problems";
+            let fix = match cause {
+                c if c.is_network() => format!(
+                    "{}; {why}",
+                    failure::network_fix(c, &sts, &region, "sts").unwrap_or_default()
+                ),
+                Cause::Unavailable => format!(
+                    "STS is throttling or failing on its side, not a permission problem: run again later; {why}"
+                ),
+                _ => "allow sts:GetCallerIdentity, so that cross-account problems can be explained"
+                    .into(),
+            };
+            let code = cause.is_network().then(|| cause.label());
             rows.push(bad(
                 Status::Unknown,
                 AWS_IDENTITY,
-                None,
-                e.to_string(),
-                "allow sts:GetCallerIdentity, so that cross-account problems can be explained",
+                code,
+                identity_failure(&e),
+                fix,
+            ));
+            None
+        }
+        None => {
+            rows.push(ok(AWS_CREDENTIALS, aws.source));
+            rows.push(bad(
+                Status::Unknown,
+                AWS_IDENTITY,
+                Some("timeout"),
+                format!(
+                    "no answer from {sts} within {} s",
+                    AWS_STEP_TIMEOUT.as_secs()
+                ),
+                format!(
+                    "{}; only needed to explain cross-account problems",
+                    failure::network_fix(Cause::TimedOut, &sts, &region, "sts").unwrap_or_default()
+                ),
             ));
             None
         }
     };
-    let auth = match ecr::registry_auths(&aws.sdk, &group_by_scope(std::slice::from_ref(registry)))
-        .await
-    {
-        Ok((auths, expires)) => {
+    let ecr_api = explicit_endpoint(&aws)
+        .unwrap_or_else(|| failure::ecr_api_host(&registry.region, registry.fips));
+    let scopes = group_by_scope(std::slice::from_ref(registry));
+    let token = bounded(AWS_STEP_TIMEOUT, ecr::registry_auths(&aws.sdk, &scopes)).await;
+    // Once the ECR API cannot be talked to, the steps that call it are not tried.
+    let mut unreachable = None;
+    let auth = match token {
+        Some(Ok((auths, expires))) => {
             let when = expires
                 .map(|t| format!(", expires {t}"))
                 .unwrap_or_default();
@@ -83,30 +149,63 @@ pub(super) async fn aws_rows(
             ));
             auths.into_iter().next()
         }
-        Err(e) => {
-            let who = caller
-                .as_ref()
-                .map(|(_, a)| repository::principal_for(a))
-                .unwrap_or_else(|| "the caller".into());
-            let fix = if e.code() == Some("AccessDeniedException") {
+        Some(Err(e)) => {
+            let cause = e.cause().unwrap_or(Cause::Other);
+            if cause == Cause::BadCredentials {
+                rows.push(bad_credentials(&aws, e.code(), &e.what_failed()));
+                return skip_rest(rows, "needs valid credentials");
+            }
+            if cause.is_network() {
+                unreachable = Some(format!("{ecr_api} {}", failure::network_words(cause)));
+            }
+            let fix = token_fix(&e, cause, caller.as_ref(), registry, &ecr_api);
+            let code = e.code().or(cause.is_network().then(|| cause.label()));
+            rows.push(bad(Status::Fail, &token_name, code, e.what_failed(), fix));
+            None
+        }
+        None => {
+            rows.push(bad(
+                Status::Fail,
+                &token_name,
+                Some("timeout"),
                 format!(
-                    "allow ecr:GetAuthorizationToken (Resource \"*\") for {who}, e.g. attach the AWS managed policy AmazonEC2ContainerRegistryReadOnly"
-                )
-            } else {
-                format!(
-                    "check the region ({}) and that api.ecr.{}.{} is reachable from here",
-                    registry.region,
-                    registry.region,
-                    dns_suffix(&registry.region)
-                )
-            };
-            rows.push(bad(Status::Fail, &token_name, e.code(), e.to_string(), fix));
+                    "GetAuthorizationToken: no answer from {ecr_api} within {} s",
+                    AWS_STEP_TIMEOUT.as_secs()
+                ),
+                failure::network_fix(Cause::TimedOut, &ecr_api, &registry.region, "ecr.api")
+                    .unwrap_or_default(),
+            ));
+            unreachable = Some(format!("{ecr_api} did not answer"));
             None
         }
     };
+    if let Some(why) = unreachable {
+        rows.push(skip(IMAGE_EXISTS, &why));
+        rows.push(skip(PULL_PERMISSION, &why));
+        rows.push(skip(REGISTRY_ENDPOINT, "needs a token"));
+        return;
+    }
     let target = Target::new(registry.clone(), image);
     let client = repository::client(&aws.sdk, registry);
-    let (exists, manifest) = exists_row(&client, &target).await;
+    let no_answer = |name: &str| {
+        bad(
+            Status::Fail,
+            name,
+            Some("timeout"),
+            format!(
+                "no answer from {ecr_api} within {} s",
+                AWS_STEP_TIMEOUT.as_secs()
+            ),
+            failure::network_fix(Cause::TimedOut, &ecr_api, &registry.region, "ecr.api")
+                .unwrap_or_default(),
+        )
+    };
+    let Some((exists, manifest)) = bounded(AWS_STEP_TIMEOUT, exists_row(&client, &target)).await
+    else {
+        rows.push(no_answer(IMAGE_EXISTS));
+        rows.push(skip(PULL_PERMISSION, &format!("{ecr_api} did not answer")));
+        return endpoint_step(rows, registry, args, auth).await;
+    };
     let found = exists.status == Status::Ok;
     let missing = matches!(
         manifest,
@@ -118,14 +217,91 @@ pub(super) async fn aws_rows(
     if missing {
         rows.push(skip(PULL_PERMISSION, "the image does not exist"));
     } else {
-        rows.push(pull_row(&client, &target, manifest, found, caller.as_ref()).await);
+        let pull = pull_row(&client, &target, manifest, found, caller.as_ref());
+        match bounded(AWS_STEP_TIMEOUT, pull).await {
+            Some(row) => rows.push(row),
+            None => rows.push(no_answer(PULL_PERMISSION)),
+        }
     }
+    endpoint_step(rows, registry, args, auth).await;
+}
+
+/// Step 5, when there is a token to try.
+async fn endpoint_step(
+    rows: &mut Report<'_>,
+    registry: &Registry,
+    args: &DoctorArgs,
+    auth: Option<crate::aws::ecr::RegistryAuth>,
+) {
     match auth {
         Some(auth) => {
             rows.push(endpoint_row(registry, args.registry_address.as_deref(), &auth).await)
         }
         None => rows.push(skip(REGISTRY_ENDPOINT, "needs a token")),
     }
+}
+
+/// The endpoint every AWS call goes to, when one is set (AWS_ENDPOINT_URL, a profile's
+/// endpoint_url): the name to blame when calls do not get through.
+fn explicit_endpoint(aws: &credentials::Aws) -> Option<String> {
+    aws.sdk.endpoint_url().map(str::to_string)
+}
+
+/// What GetCallerIdentity's failure was, without its advice (to name the registries), which
+/// is for the refresh, not for this check.
+fn identity_failure(e: &credentials::AwsSetupError) -> String {
+    match e {
+        credentials::AwsSetupError::CallerIdentity { message, .. } => {
+            format!("STS GetCallerIdentity failed: {message}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The credentials row when AWS refused them as invalid or expired.
+fn bad_credentials(aws: &credentials::Aws, code: Option<&str>, message: &str) -> Row {
+    let profile = crate::aws::profile::ProfileFiles::from_env().profile;
+    bad(
+        Status::Fail,
+        AWS_CREDENTIALS,
+        Some(code.unwrap_or("credentials")),
+        format!(
+            "from {}, but AWS does not accept them: they are invalid or expired ({message})",
+            aws.source
+        ),
+        failure::renew_credentials(aws.source, &profile),
+    )
+}
+
+/// The fix for a failed token call, by its cause: only a refusal is about the IAM policy.
+fn token_fix(
+    e: &ecr::EcrError,
+    cause: Cause,
+    caller: Option<&(String, String)>,
+    registry: &Registry,
+    ecr_api: &str,
+) -> String {
+    if let Some(fix) = failure::network_fix(cause, ecr_api, &registry.region, "ecr.api") {
+        return fix;
+    }
+    if cause == Cause::Unavailable {
+        return format!(
+            "ECR is throttling or failing on its side ({}): not a permission problem; run doctor again in a minute",
+            e.code().unwrap_or("no answer")
+        );
+    }
+    if e.code() == Some("AccessDeniedException") {
+        let who = caller
+            .map(|(_, a)| repository::principal_for(a))
+            .unwrap_or_else(|| "the caller".into());
+        return format!(
+            "allow ecr:GetAuthorizationToken (Resource \"*\") for {who}, e.g. attach the AWS managed policy AmazonEC2ContainerRegistryReadOnly"
+        );
+    }
+    format!(
+        "check the region ({}) and that {ecr_api} is the ECR API endpoint for it",
+        registry.region
+    )
 }
 
 /// Step 3. Returns the row and, when `BatchGetImage` was already called, its answer (so the
@@ -219,16 +395,25 @@ async fn exists_row(
         }
         // The permission step asks again rather than reuse a passing failure.
         Err(e) => {
+            let fix = match e.code().and_then(failure::of_code) {
+                Some(Cause::Unavailable) => {
+                    "ECR is throttling or failing on its side: not a permission problem; run doctor again in a minute".to_string()
+                }
+                Some(Cause::BadCredentials) => {
+                    "AWS stopped accepting the credentials during the check (they expired?): renew them and run doctor again".to_string()
+                }
+                _ => format!(
+                    "try again; if it persists, check that api.ecr.{}.{} is reachable from here",
+                    target.registry.region,
+                    dns_suffix(&target.registry.region)
+                ),
+            };
             let row = bad(
                 Status::Fail,
                 NAME,
                 e.code(),
                 format!("{via} failed: {}", e.message()),
-                format!(
-                    "try again; if it persists, check that api.ecr.{}.{} is reachable from here",
-                    target.registry.region,
-                    dns_suffix(&target.registry.region)
-                ),
+                fix,
             );
             (row, None)
         }

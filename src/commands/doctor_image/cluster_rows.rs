@@ -6,6 +6,7 @@ use kube::{Api, Client};
 
 use crate::cluster;
 use crate::cluster::calls::{code_of, describe};
+use crate::cluster::client::PROBE_TIMEOUT;
 use crate::cluster::pull_secret::{check_secret, credentials_for};
 use crate::commands::doctor::cluster_check_name;
 use crate::config::{Config, DoctorArgs};
@@ -19,7 +20,7 @@ pub(super) async fn cluster_rows(
     args: &DoctorArgs,
     namespace: &str,
     host: &str,
-    rows: &mut Vec<Row>,
+    rows: &mut Report<'_>,
 ) {
     let secret_name = format!("Secret {namespace}/{}", config.secret_name);
     let sa_name = format!("ServiceAccount {namespace}/{}", args.service_account);
@@ -42,11 +43,35 @@ pub(super) async fn cluster_rows(
     };
     // The Secret's own password is tried only where the endpoint answered the fresh token.
     let try_password = rows
+        .rows()
         .iter()
         .any(|r| r.name == REGISTRY_ENDPOINT && r.status == Status::Ok)
         .then_some(args.registry_address.as_deref());
-    rows.push(secret_row(&client, config, namespace, host, secret_name, try_password).await);
+    // Each read gets the connection check's bound (not the client's 30 s read timeout); after
+    // one went unanswered, the next is not tried.
+    let secret = secret_row(&client, config, namespace, host, secret_name, try_password).await;
+    let unanswered = secret.code.as_deref() == Some(TIMEOUT);
+    rows.push(secret);
+    if unanswered {
+        return rows.push(skip(sa_name, "the API server did not answer"));
+    }
     rows.push(sa_row(&client, config, args, namespace, sa_name).await);
+}
+
+/// The code of a row whose request got no answer in time.
+const TIMEOUT: &str = "timeout";
+
+fn no_answer(name: String) -> Row {
+    bad(
+        Status::Fail,
+        name,
+        Some(TIMEOUT),
+        format!(
+            "the API server took the request and gave no answer within {} s",
+            PROBE_TIMEOUT.as_secs()
+        ),
+        "the API server answered the connection check, then stopped: check its health (kubectl get --raw /readyz) and its load, or an admission webhook or proxy in front of it that holds requests",
+    )
 }
 
 fn forbidden(name: String, err: &kube::Error, verb_resource: &str, namespace: &str) -> Row {
@@ -82,7 +107,10 @@ async fn secret_row(
     try_password: Option<Option<&str>>,
 ) -> Row {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    match api.get_opt(&config.secret_name).await {
+    let Some(found) = bounded(PROBE_TIMEOUT, api.get_opt(&config.secret_name)).await else {
+        return no_answer(name);
+    };
+    match found {
         // A typo in --namespace looks the same from here: ask (reading namespaces may be denied).
         Ok(None) if namespace_missing(client, namespace).await => bad(
             Status::Fail,
@@ -97,7 +125,7 @@ async fn secret_row(
             Some("NotFound"),
             format!("no Secret '{}' in {namespace}", config.secret_name),
             format!(
-                "run a refresh for this namespace (add {namespace} to the refresher's --namespaces), or fix the pod's imagePullSecrets name"
+                "run a refresh for this namespace (add {namespace} to the refresher's --namespaces), or fix the pod's imagePullSecrets name; if the nodes run this tool as their kubelet credential provider instead, the kubelet needs no Secret and this row does not apply"
             ),
         ),
         Ok(Some(secret)) => match check_secret(&secret, host, jiff::Timestamp::now()) {
@@ -122,7 +150,10 @@ async fn secret_row(
 /// Whether the namespace is known not to exist (a denied or failed lookup says nothing).
 async fn namespace_missing(client: &Client, namespace: &str) -> bool {
     let api: Api<Namespace> = Api::all(client.clone());
-    matches!(api.get_opt(namespace).await, Ok(None))
+    matches!(
+        bounded(PROBE_TIMEOUT, api.get_opt(namespace)).await,
+        Some(Ok(None))
+    )
 }
 
 async fn sa_row(
@@ -135,7 +166,10 @@ async fn sa_row(
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let sa = &args.service_account;
     let secret = &config.secret_name;
-    match api.get_opt(sa).await {
+    let Some(found) = bounded(PROBE_TIMEOUT, api.get_opt(sa)).await else {
+        return no_answer(name);
+    };
+    match found {
         Ok(None) => bad(
             Status::Fail,
             name,
@@ -155,8 +189,10 @@ async fn sa_row(
             if listed.contains(&secret.as_str()) {
                 ok(name, format!("imagePullSecrets lists {secret}"))
             } else {
+                // Pods may name the Secret themselves, and the kubelet credential provider
+                // needs none: worth a look, not a failure.
                 bad(
-                    Status::Fail,
+                    Status::Warn,
                     name,
                     None,
                     format!(
@@ -168,7 +204,7 @@ async fn sa_row(
                         }
                     ),
                     format!(
-                        "pods using this ServiceAccount do not get the Secret unless they name it: run the refresher with --service-accounts {sa}, or kubectl -n {namespace} patch serviceaccount {sa} -p '{{\"imagePullSecrets\":[{{\"name\":\"{secret}\"}}]}}'"
+                        "pods using this ServiceAccount do not get the Secret unless they name it in their own imagePullSecrets (fine if they do, or if the nodes use the kubelet credential provider): run the refresher with --service-accounts {sa}, or kubectl -n {namespace} patch serviceaccount {sa} -p '{{\"imagePullSecrets\":[{{\"name\":\"{secret}\"}}]}}'"
                     ),
                 )
             }

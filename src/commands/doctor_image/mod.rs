@@ -45,7 +45,20 @@ const REGISTRY_ENDPOINT: &str = "Registry endpoint";
 /// How long the registry endpoint may take to answer, per step (resolve, connect, answer).
 const V2_TIMEOUT: Duration = Duration::from_secs(4);
 
-use crate::commands::checks;
+/// How long one AWS step may take, the SDK's own retries included. Its budget (a minute per
+/// call) suits a refresh, not a person waiting on a diagnosis.
+const AWS_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long getting the credentials may take (a credentials endpoint, IMDS, an AssumeRole).
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The whole run's bound: every step has its own, this only guards against one forgotten.
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The table's RESULT column: room for `unknown`.
+const RESULT_WIDTH: usize = 7;
+
+use crate::commands::checks::{self, Report};
 pub use crate::commands::checks::{Row, Status, passed};
 
 fn ok(name: impl Into<String>, detail: impl Into<String>) -> Row {
@@ -78,11 +91,66 @@ fn skip(name: impl Into<String>, why: &str) -> Row {
     bad(Status::Skip, name, None, format!("not checked: {why}"), "")
 }
 
-/// Runs every step for `args.image`.
-pub async fn run(config: &Config, args: &DoctorArgs) -> Vec<Row> {
-    let mut rows = Vec::new();
+/// Runs every step for `args.image`, writing each row to `out` as it finishes (in
+/// `config.log_format`), and returns the rows.
+pub async fn run(config: &Config, args: &DoctorArgs, out: &mut dyn std::io::Write) -> Vec<Row> {
     let text = args.image.as_deref().unwrap_or_default();
     let parsed = reference(text);
+    let region = parsed.as_ref().ok().map(|(_, r)| r.region.as_str());
+    let width = row_names(config, args, region)
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(0);
+    let mut rows = Report::new(out, config.log_format, width, RESULT_WIDTH);
+    let finished =
+        tokio::time::timeout(TOTAL_TIMEOUT, steps(config, args, parsed, &mut rows)).await;
+    if finished.is_err() {
+        rows.push(bad(
+            Status::Fail,
+            "Doctor",
+            Some("timeout"),
+            format!(
+                "stopped after {} s before every step was done",
+                TOTAL_TIMEOUT.as_secs()
+            ),
+            "the rows above are what was checked; run again, and report this if it repeats",
+        ));
+    }
+    rows.into_rows()
+}
+
+/// Every name a row of this run can have, for the width of the table's first column.
+fn row_names(config: &Config, args: &DoctorArgs, region: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = [
+        IMAGE,
+        AWS_CREDENTIALS,
+        AWS_REGION,
+        AWS_IDENTITY,
+        IMAGE_EXISTS,
+        PULL_PERMISSION,
+        REGISTRY_ENDPOINT,
+    ]
+    .map(String::from)
+    .into();
+    names.push(match region {
+        Some(r) => format!("{ECR_TOKEN} {r}"),
+        None => ECR_TOKEN.into(),
+    });
+    if let Some(ns) = &args.namespace {
+        names.push("Kubernetes config".into());
+        names.push(format!("Secret {ns}/{}", config.secret_name));
+        names.push(format!("ServiceAccount {ns}/{}", args.service_account));
+    }
+    names
+}
+
+async fn steps(
+    config: &Config,
+    args: &DoctorArgs,
+    parsed: Result<(ImageRef, Registry), Box<Row>>,
+    rows: &mut Report<'_>,
+) {
     // The Secret is checked for an ECR host only: for any other, its fix would be wrong.
     let host = parsed.as_ref().ok().map(|(_, r)| r.host.clone());
     match parsed {
@@ -106,7 +174,7 @@ pub async fn run(config: &Config, args: &DoctorArgs) -> Vec<Row> {
                     }
                 ),
             ));
-            aws_rows::aws_rows(config, args, &image, &registry, &mut rows).await;
+            aws_rows::aws_rows(config, args, &image, &registry, rows).await;
         }
         Err(row) => {
             rows.push(*row);
@@ -128,9 +196,8 @@ pub async fn run(config: &Config, args: &DoctorArgs) -> Vec<Row> {
         }
     }
     if let (Some(namespace), Some(host)) = (&args.namespace, host) {
-        cluster_rows::cluster_rows(config, args, namespace, &host, &mut rows).await;
+        cluster_rows::cluster_rows(config, args, namespace, &host, rows).await;
     }
-    rows
 }
 
 /// Step 1: the reference and its registry, or the row that says what is wrong with it.
@@ -183,7 +250,12 @@ fn reference(text: &str) -> Result<(ImageRef, Registry), Box<Row>> {
 /// The report as a table (the same style as `doctor`, with room for `unknown`), or as JSON
 /// lines.
 pub fn render(rows: &[Row], format: LogFormat) -> String {
-    checks::render(rows, format, 7)
+    checks::render(rows, format, RESULT_WIDTH)
+}
+
+/// `fut`, or `None` if it takes longer than `limit`.
+async fn bounded<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(limit, fut).await.ok()
 }
 
 #[cfg(test)]

@@ -17,15 +17,18 @@ pub(super) async fn denied_row(
     let owner = &target.registry.account;
     let detail = format!("AccessDeniedException: {action} refused: {message}");
     let code = Some("AccessDeniedException");
-    let (principal, account) = match caller {
-        Some((account, arn)) => (repository::principal_for(arn), Some(account.as_str())),
-        None => ("the caller".to_string(), None),
+    // Without GetCallerIdentity, AWS's denial usually names the caller itself.
+    let named = caller.cloned().or_else(|| caller_in(message));
+    let Some((account, arn_of_caller)) = named else {
+        return unknown_caller(target, detail, &arn);
     };
+    let principal = repository::principal_for(&arn_of_caller);
+    let account = account.as_str();
     let identity_fix = format!(
         "allow {} on {arn} for {principal} (the AWS managed policy AmazonEC2ContainerRegistryReadOnly does)",
         PULL_ACTIONS.join(", ")
     );
-    let Some(account) = account.filter(|a| *a != owner.as_str()) else {
+    if account == owner.as_str() {
         return bad(
             Status::Fail,
             NAME,
@@ -33,7 +36,7 @@ pub(super) async fn denied_row(
             detail,
             format!("{identity_fix}, and check the repository policy has no Deny for it"),
         );
-    };
+    }
     let statement = repository::pull_statement(&principal);
     let add = format!(
         "add this statement to the repository policy of '{}' in account {owner} (aws ecr set-repository-policy, or the console's Permissions tab): {statement}",
@@ -89,5 +92,55 @@ pub(super) async fn denied_row(
                 "ask the owner of account {owner} to {add}; and in account {account}, {identity_fix}"
             ),
         ),
+    }
+}
+
+/// The caller's account and ARN from a denial's text (`User: ARN is not authorized ...`).
+fn caller_in(message: &str) -> Option<(String, String)> {
+    let arn = message.split("User: ").nth(1)?.split_whitespace().next()?;
+    let account = arn.split(':').nth(4)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| (account.to_string(), arn.to_string()))
+}
+
+/// A denial with the caller unknown: whether the repository is in its own account is unknown
+/// too, so both fixes are given.
+fn unknown_caller(target: &Target, detail: String, arn: &str) -> Row {
+    let owner = &target.registry.account;
+    let statement = repository::pull_statement(&format!(
+        "arn:{}:iam::CALLER_ACCOUNT:role/CALLER_ROLE",
+        partition(&target.registry.region)
+    ));
+    bad(
+        Status::Fail,
+        PULL_PERMISSION,
+        Some("AccessDeniedException"),
+        format!(
+            "{detail}; the caller is unknown (GetCallerIdentity failed), so whether it is in the repository's account {owner} is unknown"
+        ),
+        format!(
+            "in the caller's account, allow {} on {arn} for the caller (the AWS managed policy AmazonEC2ContainerRegistryReadOnly does); if the caller is not in account {owner}, also add to the repository policy of '{}' in account {owner} (aws ecr set-repository-policy): {statement}, with the caller's role ARN; allowing sts:GetCallerIdentity lets this check tell which",
+            PULL_ACTIONS.join(", "),
+            target.repository
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_caller_is_read_from_a_denial() {
+        let m = "User: arn:aws:sts::123456789012:assumed-role/node/i-1 is not authorized to perform: ecr:BatchGetImage on resource: x";
+        assert_eq!(
+            caller_in(m),
+            Some((
+                "123456789012".into(),
+                "arn:aws:sts::123456789012:assumed-role/node/i-1".into()
+            ))
+        );
+        assert_eq!(caller_in("Access denied"), None);
+        assert_eq!(caller_in("User: anonymous is not authorized"), None);
     }
 }
