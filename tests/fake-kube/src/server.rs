@@ -662,8 +662,13 @@ fn route(
                 }
             }
             if res == "namespaces" {
+                // As the API server and the namespace controller do it: Terminating first (the
+                // answer, and a MODIFIED event), then the contents and the namespace go, at
+                // once here.
+                st.store.terminate_namespace(&t.name);
+                let terminating = st.store.get(res, "", &t.name).cloned().unwrap_or(old);
                 st.store.remove_namespace(&t.name);
-                return Ok((200, old));
+                return Ok((200, terminating));
             }
             st.store.remove(res, ns, &t.name);
             Ok((200, old))
