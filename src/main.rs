@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use ecr_secret_refresher::commands::{
-    credential_process, doctor, doctor_image, kubelet_credential_provider, refresh,
+    credential_process, doctor, doctor_image, kubelet_credential_provider, kubelet_install, refresh,
 };
-use ecr_secret_refresher::config::{Cli, Command};
+use ecr_secret_refresher::config::{Cli, Command, KubeletAction};
 use ecr_secret_refresher::logging;
 use ecr_secret_refresher::report::RunStatus;
 
@@ -35,7 +35,19 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(Command::KubeletCredentialProvider) = cli.command {
+    if let Some(Command::KubeletCredentialProvider(k)) = &cli.command {
+        if let Some(KubeletAction::Install(args)) = &k.action {
+            return match kubelet_install::run(&cli, args) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    RunStatus::NothingDone.exit_code()
+                }
+            };
+        }
         return kubelet(&cli, &runtime);
     }
     let command = cli.command.clone();
