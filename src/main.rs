@@ -81,8 +81,9 @@ fn main() -> ExitCode {
     runtime.block_on(refresh::run(&config)).exit_code()
 }
 
-/// One kubelet request: stdin to stdout. Errors go to stderr; the kubelet shows them with the
-/// failed pull.
+/// One kubelet request: stdin to stdout. Errors go to stderr, which the kubelet writes into
+/// its own log (`journalctl -u kubelet`), not into the pod's events: after a failed plugin the
+/// kubelet pulls without credentials, and the pod's event shows the registry's refusal (401).
 fn kubelet(cli: &Cli, runtime: &tokio::runtime::Runtime) -> ExitCode {
     let answer = kubelet_credential_provider::settings(cli).and_then(|settings| {
         let input = kubelet_credential_provider::read_request(std::io::stdin().lock())?;
