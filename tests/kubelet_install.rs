@@ -554,7 +554,11 @@ fn a_missing_or_unwritable_directory_is_refused_without_leftovers() {
 
 #[test]
 fn bad_install_flags_are_named_before_anything_is_written() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--service-account-roles", "--token-audience", " "],
+            "--token-audience: ' '",
+        ),
         (&["--kubelet-version", "1.33"], "--service-account-roles"),
         (
             &["--service-account-roles", "--kubelet-version", "1.32"],

@@ -38,6 +38,10 @@ pub enum InstallError {
         "--require-role only applies with --service-account-roles: without ServiceAccount tokens every pull would be refused"
     )]
     RequireRoleAlone,
+    #[error(
+        "--token-audience: '{0}' is not an audience: give the one the role's trust policy expects, e.g. sts.amazonaws.com"
+    )]
+    Audience(String),
     #[error("--kubelet-version: '{0}' is not a Kubernetes version such as 1.33 or v1.34.2")]
     KubeletVersion(String),
     #[error(
@@ -108,6 +112,10 @@ pub fn run(cli: &Cli, args: &KubeletInstallArgs) -> Result<String, InstallError>
     let settings = kubelet_credential_provider::settings(cli)?;
     if settings.require_role && !args.service_account_roles {
         return Err(InstallError::RequireRoleAlone);
+    }
+    let audience = args.token_audience.trim();
+    if audience.is_empty() || audience.contains(char::is_whitespace) {
+        return Err(InstallError::Audience(args.token_audience.clone()));
     }
     let cwd = std::env::current_dir().map_err(|e| InstallError::CurrentDir(e.to_string()))?;
     let minor = match &args.kubelet_version {
@@ -274,7 +282,10 @@ fn plan_config(path: &Path, entry: &Entry) -> Result<(Option<String>, Change, bo
                 path: shown.clone(),
                 error,
             })?;
-            (node, yaml::format_of(&text), text.contains('#'))
+            let comments = text
+                .lines()
+                .any(|l| l.trim_start().starts_with('#') || l.contains(" #"));
+            (node, yaml::format_of(&text), comments)
         }
     };
     let (next, change) =
