@@ -790,6 +790,45 @@ async fn imds_is_asked_again_in_plugin_mode() {
     assert_eq!(imds.hits().len() - before, 1, "{:?}", imds.hits());
 }
 
+/// Off EC2 with no credentials configured, IMDS never answers: that is still "no
+/// credentials", with every source tried, not a network problem to chase.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_credentials_off_ec2_lists_the_sources_tried() {
+    let h = Harness::new(&[]).await;
+    let silent = SilentServer::start().await.expect("listener starts");
+    let mut env: Vec<(String, String)> = h
+        .env_without_keys()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_EC2_METADATA_DISABLED")
+        .collect();
+    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), silent.url()));
+    let started = Instant::now();
+    let run = provide(
+        &h,
+        env,
+        &request(V1, &format!("{}/app", registry("us-east-1"))),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("no AWS credentials found"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("EC2 instance metadata"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("no answer from"), "{}", run.stderr);
+    assert!(silent.connections() >= 1, "IMDS was asked");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_role_of_another_partition_is_refused_before_any_call() {
     let h = Harness::new(&[]).await;

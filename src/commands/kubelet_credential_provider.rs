@@ -133,8 +133,10 @@ pub async fn run(settings: &Settings, input: &[u8]) -> Result<Sensitive, Kubelet
     match tokio::time::timeout(settings.deadline, answer(settings, request)).await {
         Ok(Ok(json)) => Ok(json),
         // A call that gave up on an endpoint that never answered: say so, not what the
-        // service's error would suggest.
+        // service's error would suggest. "No credentials" keeps its own message, which lists
+        // every source tried (IMDS among them, which off EC2 never answers).
         Ok(Err(e)) => match (&e, in_flight::unanswered()) {
+            (KubeletError::Aws(AwsSetupError::NoCredentials { .. }), _) => Err(e),
             (
                 KubeletError::Aws(_) | KubeletError::Ecr(_) | KubeletError::WebIdentity(_),
                 Some(host),
