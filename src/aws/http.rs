@@ -31,25 +31,27 @@ pub fn timeout_config() -> TimeoutConfig {
 }
 
 /// The client. Connectors are built per timeout setting (the SDK asks with its own settings)
-/// and reused, so connections are pooled across calls.
+/// and reused, so connections are pooled across calls. Wrapped so that a deadline can name the
+/// endpoint that did not answer ([`crate::aws::in_flight`]).
 pub fn client() -> SharedHttpClient {
+    crate::aws::in_flight::track(untracked())
+}
+
+fn untracked() -> SharedHttpClient {
     // `build_with_connector_fn` is how the SDK builds its own default client with a proxy
     // configuration; `Builder::build_https` has no way to set one.
-    let client =
-        aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
-            let mut builder = Connector::builder()
-                .proxy_config(ProxyConfig::from_env())
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::Ring,
-                ));
-            builder.set_connector_settings(settings.cloned());
-            if let Some(components) = components {
-                builder.set_sleep_impl(components.sleep_impl());
-            }
-            builder.build()
-        });
-    // So that a deadline can name the endpoint that did not answer.
-    crate::aws::in_flight::track(client)
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut builder = Connector::builder()
+            .proxy_config(ProxyConfig::from_env())
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ));
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder.build()
+    })
 }
 
 /// A non-empty environment variable.
