@@ -252,7 +252,56 @@ pub enum Command {
     CredentialProcess,
     /// Answer one kubelet image credential provider request: a CredentialProviderRequest on
     /// stdin, a CredentialProviderResponse on stdout. Needs no cluster settings.
-    KubeletCredentialProvider,
+    /// `kubelet-credential-provider install` puts the plugin on a node.
+    KubeletCredentialProvider(KubeletProviderArgs),
+}
+
+/// `kubelet-credential-provider`: with no subcommand, answer the kubelet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct KubeletProviderArgs {
+    #[command(subcommand)]
+    pub action: Option<KubeletAction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum KubeletAction {
+    /// Put this binary into the kubelet's credential provider directory and our provider into
+    /// its CredentialProviderConfig (added, or replaced by name; other providers are kept),
+    /// each written atomically and only if it changed; then print the kubelet flags to add.
+    /// The --ra-*, --region, --credentials-source and --assume-role-arn flags given here go
+    /// into the provider's env.
+    Install(KubeletInstallArgs),
+}
+
+/// `kubelet-credential-provider install`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct KubeletInstallArgs {
+    /// The kubelet's --image-credential-provider-bin-dir: the binary is installed there as
+    /// `ecr-secret-refresher`. It must exist.
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: PathBuf,
+    /// The kubelet's --image-credential-provider-config (YAML or JSON); created (apiVersion
+    /// kubelet.config.k8s.io/v1, YAML unless it ends in .json) if missing.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Per-ServiceAccount roles (KEP-4412): the kubelet sends the pod's ServiceAccount token,
+    /// and a ServiceAccount annotated with --role-annotation pulls with that role. Needs a
+    /// kubelet of 1.33 or later (1.33: feature gate KubeletServiceAccountTokenForCredentialProviders).
+    #[arg(long)]
+    pub service_account_roles: bool,
+    /// With --service-account-roles: the audience of the ServiceAccount token, which the role's
+    /// trust policy expects.
+    #[arg(
+        long,
+        requires = "service_account_roles",
+        default_value = "sts.amazonaws.com"
+    )]
+    pub token_audience: String,
+    /// With --service-account-roles: the kubelet's version (e.g. 1.33 or v1.34.2). 1.33 does
+    /// not know tokenAttributes.cacheType and refuses a config that has it; 1.34 and later
+    /// require it. Default: 1.34 or later.
+    #[arg(long, requires = "service_account_roles", value_name = "VERSION")]
+    pub kubelet_version: Option<String>,
 }
 
 /// `doctor --image`: follow one image's pull path step by step.
@@ -973,7 +1022,12 @@ mod tests {
             Cli::try_parse_from(argv).unwrap()
         };
         let c = parse(&["--region", "cn-north-1"]);
-        assert_eq!(c.command, Some(Command::KubeletCredentialProvider));
+        assert_eq!(
+            c.command,
+            Some(Command::KubeletCredentialProvider(
+                KubeletProviderArgs::default()
+            ))
+        );
         let refresh = parse(&["--region", "cn-north-1"]).into_config();
         assert!(matches!(refresh, Err(ConfigError::NoNamespaces)));
         let aws = c.aws_settings().unwrap();

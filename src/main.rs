@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use ecr_secret_refresher::commands::{
-    credential_process, doctor, doctor_image, kubelet_credential_provider, refresh,
+    credential_process, doctor, doctor_image, kubelet_credential_provider, kubelet_install, refresh,
 };
-use ecr_secret_refresher::config::{Cli, Command};
+use ecr_secret_refresher::config::{Cli, Command, KubeletAction};
 use ecr_secret_refresher::logging;
 use ecr_secret_refresher::report::RunStatus;
 
@@ -35,7 +35,19 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(Command::KubeletCredentialProvider) = cli.command {
+    if let Some(Command::KubeletCredentialProvider(k)) = &cli.command {
+        if let Some(KubeletAction::Install(args)) = &k.action {
+            return match kubelet_install::run(&cli, args) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    RunStatus::NothingDone.exit_code()
+                }
+            };
+        }
         return kubelet(&cli, &runtime);
     }
     let command = cli.command.clone();
@@ -69,8 +81,9 @@ fn main() -> ExitCode {
     runtime.block_on(refresh::run(&config)).exit_code()
 }
 
-/// One kubelet request: stdin to stdout. Errors go to stderr; the kubelet shows them with the
-/// failed pull.
+/// One kubelet request: stdin to stdout. Errors go to stderr, which the kubelet writes into
+/// its own log (`journalctl -u kubelet`), not into the pod's events: after a failed plugin the
+/// kubelet pulls without credentials, and the pod's event shows the registry's refusal (401).
 fn kubelet(cli: &Cli, runtime: &tokio::runtime::Runtime) -> ExitCode {
     let answer = kubelet_credential_provider::settings(cli).and_then(|settings| {
         let input = kubelet_credential_provider::read_request(std::io::stdin().lock())?;

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::ra::*;
 use common::*;
-use fake_kube::{AwsFault, ECR_PUBLIC_TOKEN_LIFE, ecr_public_password};
+use fake_kube::{
+    AwsFault, ECR_PUBLIC_TOKEN_LIFE, IssuedCredentials, MetadataServer, SilentServer,
+    ecr_public_password,
+};
 use serde_json::{Value, json};
 
 const V1: &str = "credentialprovider.kubelet.k8s.io/v1";
@@ -251,12 +254,14 @@ async fn refresh_mode_writes_the_ecr_public_entry() {
         config["auths"]["public.ecr.aws"]["password"],
         ecr_public_password(ACCESS_KEY)
     );
-    let services: Vec<String> = h
+    let mut services: Vec<String> = h
         .aws
         .calls()
         .iter()
         .map(|c| format!("{} {}", c.service, c.operation))
         .collect();
+    // The two token calls are made together: either may reach the front first.
+    services.sort();
     assert_eq!(
         services,
         [
@@ -656,6 +661,230 @@ async fn roles_anywhere_is_the_node_identity_off_aws() {
     );
 }
 
+// ---- Deadlines, IMDS at boot, partitions and FIPS (issue 16) ----
+
+/// The test-only override of the plugin's deadline, in seconds.
+const TEST_DEADLINE: &str = "ECR_REFRESHER_TEST_KUBELET_DEADLINE_SECS";
+
+/// What every no-answer error must say: the endpoint, and network things to check, never the
+/// trust policy (nothing was refused).
+fn assert_network_worded(run: &Run, endpoint: &str, secs: u64) {
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let want = format!("no answer from {endpoint} within {secs} s");
+    assert!(run.stderr.contains(&want), "{want}: {}", run.stderr);
+    for what in ["HTTPS_PROXY", "NAT gateway", "VPC endpoint"] {
+        assert!(run.stderr.contains(what), "{what}: {}", run.stderr);
+    }
+    assert!(!run.stderr.contains("trust policy"), "{}", run.stderr);
+}
+
+/// The real deadline, STS then ECR sharing it: STS answers, ECR never does. The kubelet kills
+/// the plugin at 60 s, so the answer must come well before.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_deadline_well_under_the_kubelets_minute() {
+    let h = Harness::new(&[]).await;
+    let silent = SilentServer::start().await.expect("listener starts");
+    let mut env = h.base_env();
+    env.push(("AWS_ENDPOINT_URL_ECR".into(), silent.url()));
+    let role = format!("arn:aws:iam::{OTHER_ACCOUNT}:role/team-a-pull");
+    let body = sa_request(
+        &format!("{}/app", registry("us-east-1")),
+        json!({ROLE_ANNOTATION: role}),
+    );
+    let started = Instant::now();
+    let run = provide(&h, env, &body).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(50), "took {took:?}");
+    assert!(took > Duration::from_secs(30), "gave up early: {took:?}");
+    let endpoint = silent.url().trim_start_matches("http://").to_string();
+    assert_network_worded(&run, &endpoint, 45);
+    assert_eq!(ops(&h), ["AssumeRoleWithWebIdentity"], "STS answered first");
+    assert!(silent.connections() >= 2, "short attempts, retried");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unanswering_sts_or_ecr_is_named_with_what_to_check() {
+    let h = Harness::new(&[]).await;
+    let silent = SilentServer::start().await.expect("listener starts");
+    let endpoint = silent.url().trim_start_matches("http://").to_string();
+    let role = format!("arn:aws:iam::{OTHER_ACCOUNT}:role/team-a-pull");
+    let image = format!("{}/app", registry("us-east-1"));
+    let cases = [
+        // The node's keys, ECR silent.
+        ("AWS_ENDPOINT_URL", request(V1, &image)),
+        // A ServiceAccount role, STS silent: not a trust-policy problem.
+        (
+            "AWS_ENDPOINT_URL_STS",
+            sa_request(&image, json!({ROLE_ANNOTATION: role})),
+        ),
+    ];
+    for (variable, body) in cases {
+        let mut env = h.base_env();
+        env.push((variable.into(), silent.url()));
+        env.push((TEST_DEADLINE.into(), "4".into()));
+        let started = Instant::now();
+        let run = provide(&h, env, &body).await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+            "{variable}: took {took:?}"
+        );
+        assert_network_worded(&run, &endpoint, 4);
+    }
+    assert!(h.aws.calls().is_empty(), "{:?}", h.aws.calls());
+}
+
+/// On a node IMDS is the usual source, and while many pods start it may fail an answer: the
+/// plugin asks again, as the SDK does, instead of reporting "no AWS credentials".
+#[tokio::test(flavor = "multi_thread")]
+async fn imds_is_asked_again_in_plugin_mode() {
+    let h = Harness::new(&[]).await;
+    let imds = MetadataServer::start(
+        IssuedCredentials {
+            access_key_id: "ASIAIMDSNODE".into(),
+            secret_access_key: "imds-secret-do-not-log".into(),
+            session_token: "session-token-value".into(),
+        },
+        "unused",
+    )
+    .await
+    .expect("IMDS starts");
+    let mut env: Vec<(String, String)> = h
+        .env_without_keys()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_EC2_METADATA_DISABLED")
+        .collect();
+    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.url()));
+    imds.fail_next(1);
+    let host = registry("us-east-1");
+    let run = provide(&h, env.clone(), &request(V1, &format!("{host}/app"))).await;
+    let r = response(&run, V1);
+    check_streams(&run, Some(MOTO_PASSWORD));
+    assert!(!run.stderr.contains("imds-secret"), "{}", run.stderr);
+    assert_eq!(auth(&r, &host).1, MOTO_PASSWORD);
+    let hits = imds.hits();
+    assert_eq!(hits[0], "PUT /latest/api/token 503", "{hits:?}");
+    assert!(
+        hits[1..].contains(&"PUT /latest/api/token".to_string()),
+        "{hits:?}"
+    );
+    assert!(h.aws.calls().iter().all(|c| c.access_key == "ASIAIMDSNODE"));
+
+    // A laptop run (refresh, doctor) still probes IMDS once, and fast.
+    imds.fail_next(1);
+    let before = imds.hits().len();
+    let run = h
+        .run_env(
+            &[
+                "--namespaces",
+                "x",
+                "--dry-run",
+                "--credentials-source",
+                "imds",
+            ],
+            env,
+        )
+        .await;
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert_eq!(imds.hits().len() - before, 1, "{:?}", imds.hits());
+}
+
+/// Off EC2 with no credentials configured, IMDS never answers: that is still "no
+/// credentials", with every source tried, not a network problem to chase.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_credentials_off_ec2_lists_the_sources_tried() {
+    let h = Harness::new(&[]).await;
+    let silent = SilentServer::start().await.expect("listener starts");
+    let mut env: Vec<(String, String)> = h
+        .env_without_keys()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_EC2_METADATA_DISABLED")
+        .collect();
+    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), silent.url()));
+    let started = Instant::now();
+    let run = provide(
+        &h,
+        env,
+        &request(V1, &format!("{}/app", registry("us-east-1"))),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("no AWS credentials found"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("EC2 instance metadata"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("no answer from"), "{}", run.stderr);
+    assert!(silent.connections() >= 1, "IMDS was asked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_of_another_partition_is_refused_before_any_call() {
+    let h = Harness::new(&[]).await;
+    let role = "arn:aws-cn:iam::123456789012:role/team-a-pull";
+    let host = registry("us-east-1");
+    let run = provide(
+        &h,
+        h.base_env(),
+        &sa_request(&format!("{host}/app"), json!({ROLE_ANNOTATION: role})),
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(run.stdout.is_empty());
+    for want in [role, "aws-cn", host.as_str(), "partition aws"] {
+        assert!(run.stderr.contains(want), "{want}: {}", run.stderr);
+    }
+    assert!(!run.stderr.contains("trust policy"), "{}", run.stderr);
+    assert!(h.aws.calls().is_empty(), "{:?}", h.aws.calls());
+}
+
+/// Which STS endpoint the plugin picks, seen through the front used as the HTTPS proxy (it
+/// logs the CONNECT target and refuses to tunnel): FIPS for a FIPS registry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fips_registry_uses_the_sts_fips_endpoint() {
+    let h = Harness::new(&[]).await;
+    let role = format!("arn:aws:iam::{OTHER_ACCOUNT}:role/team-a-pull");
+    for (host, sts) in [
+        (
+            format!("{ACCOUNT}.dkr.ecr-fips.us-east-1.amazonaws.com"),
+            "sts-fips.us-east-1.amazonaws.com:443",
+        ),
+        (
+            format!("{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"),
+            "sts.us-east-1.amazonaws.com:443",
+        ),
+    ] {
+        let before = h.aws.calls().len();
+        let mut env: Vec<(String, String)> = h
+            .base_env()
+            .into_iter()
+            .filter(|(k, _)| k != "AWS_ENDPOINT_URL")
+            .collect();
+        env.push(("HTTPS_PROXY".into(), h.aws.url()));
+        env.push((TEST_DEADLINE.into(), "10".into()));
+        let body = sa_request(&format!("{host}/app"), json!({ROLE_ANNOTATION: role}));
+        let run = provide(&h, env, &body).await;
+        assert_eq!(run.code, 2, "the front does not tunnel: {}", run.stdout);
+        let hosts: Vec<String> = h.aws.calls()[before..]
+            .iter()
+            .map(|c| c.host.clone())
+            .collect();
+        assert!(!hosts.is_empty(), "{}", run.stderr);
+        assert!(hosts.iter().all(|h| h == sts), "{host}: {hosts:?}");
+    }
+}
+
 // ---- The shipped CredentialProviderConfig examples ----
 
 fn example(name: &str) -> Value {
@@ -759,6 +988,7 @@ async fn the_example_configs_match_every_partition_and_run_as_shipped() {
     for file in [
         "credential-provider-config.yaml",
         "service-account-tokens.yaml",
+        "service-account-tokens-1.33.yaml",
     ] {
         let config = example(file);
         assert_eq!(config["apiVersion"], "kubelet.config.k8s.io/v1", "{file}");
@@ -866,7 +1096,12 @@ async fn the_example_configs_match_every_partition_and_run_as_shipped() {
         let image = format!("{}/app:v1", registry("us-east-1"));
         let body = if p.get("tokenAttributes").is_some() {
             let attrs = &p["tokenAttributes"];
-            assert_eq!(attrs["cacheType"], "ServiceAccount", "{file}");
+            // Kubelet 1.34 requires cacheType; 1.33's strict decoder refuses it.
+            if file.contains("1.33") {
+                assert!(attrs.get("cacheType").is_none(), "{file}");
+            } else {
+                assert_eq!(attrs["cacheType"], "ServiceAccount", "{file}");
+            }
             let keys = attrs["optionalServiceAccountAnnotationKeys"]
                 .as_array()
                 .unwrap();

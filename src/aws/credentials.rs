@@ -3,7 +3,9 @@
 //! The sources are aws-config's own providers, tried in the default chain's order. We walk the
 //! chain ourselves instead of using `DefaultCredentialsChain` so that a run without credentials
 //! can say what it tried and why each source had nothing, and so that IMDS, the last source,
-//! gives up after one short attempt instead of stalling a laptop run.
+//! gives up after one short attempt instead of stalling a laptop run. The kubelet plugin runs on
+//! a node, where IMDS is the usual source and a slow first answer (many pods starting at boot)
+//! is not a "no": it asks with the SDK's own retries and timeouts instead ([`Patience`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -25,6 +27,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_types::timeout::TimeoutConfig;
 
 use crate::aws::http;
 use crate::aws::profile::{Finding, ProfileFiles};
@@ -143,6 +146,33 @@ impl AwsSetupError {
     }
 }
 
+/// How long to wait for AWS: the timeouts of every call, and how IMDS is asked.
+#[derive(Debug, Clone)]
+pub struct Patience {
+    pub timeouts: TimeoutConfig,
+    pub imds: ImdsPatience,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImdsPatience {
+    /// One attempt with a 1 s timeout: off EC2 (a laptop) there is no IMDS, and a run must not
+    /// wait for it.
+    Probe,
+    /// The SDK's own IMDS client settings (several attempts with backoff): on a node, where
+    /// IMDS is the source and may answer slowly while many pods start at once.
+    Sdk,
+}
+
+impl Patience {
+    /// The refresh mode's and the doctors' settings.
+    pub fn run() -> Patience {
+        Patience {
+            timeouts: http::timeout_config(),
+            imds: ImdsPatience::Probe,
+        }
+    }
+}
+
 /// AWS configuration ready for service clients: region, HTTP client and resolved credentials.
 pub struct Aws {
     pub sdk: SdkConfig,
@@ -150,13 +180,16 @@ pub struct Aws {
     pub source: &'static str,
 }
 
-fn fast_imds(conf: &ProviderConfig) -> imds::Client {
-    imds::Client::builder()
-        .configure(conf)
-        .max_attempts(1)
-        .connect_timeout(IMDS_TIMEOUT)
-        .read_timeout(IMDS_TIMEOUT)
-        .build()
+fn imds_client(conf: &ProviderConfig, patience: ImdsPatience) -> imds::Client {
+    let builder = imds::Client::builder().configure(conf);
+    match patience {
+        ImdsPatience::Probe => builder
+            .max_attempts(1)
+            .connect_timeout(IMDS_TIMEOUT)
+            .read_timeout(IMDS_TIMEOUT)
+            .build(),
+        ImdsPatience::Sdk => builder.build(),
+    }
 }
 
 /// The region for STS and the default registry: `--region`, then AWS_REGION and the profile,
@@ -165,6 +198,7 @@ async fn resolve_region(
     settings: &AwsSettings,
     hint: Option<&str>,
     conf: &ProviderConfig,
+    imds: ImdsPatience,
 ) -> Option<Region> {
     if let Some(r) = &settings.region {
         return Some(Region::new(r.clone()));
@@ -180,7 +214,7 @@ async fn resolve_region(
         return Some(Region::new(h.to_string()));
     }
     ImdsRegionProvider::builder()
-        .imds_client(fast_imds(conf))
+        .imds_client(imds_client(conf, imds))
         .build()
         .region()
         .await
@@ -200,6 +234,7 @@ fn sources(
     settings: &AwsSettings,
     conf: &ProviderConfig,
     http: &SharedHttpClient,
+    imds: ImdsPatience,
 ) -> Result<Vec<Source>, AwsSetupError> {
     let choice = settings.source;
     if let Some(ra) = &settings.roles_anywhere
@@ -215,10 +250,14 @@ fn sources(
             is_profile: false,
         }]);
     }
-    Ok(chain_sources(choice, conf))
+    Ok(chain_sources(choice, conf, imds))
 }
 
-fn chain_sources(choice: CredentialsSource, conf: &ProviderConfig) -> Vec<Source> {
+fn chain_sources(
+    choice: CredentialsSource,
+    conf: &ProviderConfig,
+    imds_patience: ImdsPatience,
+) -> Vec<Source> {
     let s = |name, provider: SharedCredentialsProvider| Source {
         name,
         provider,
@@ -269,7 +308,7 @@ fn chain_sources(choice: CredentialsSource, conf: &ProviderConfig) -> Vec<Source
             SharedCredentialsProvider::new(
                 ImdsCredentialsProvider::builder()
                     .configure(conf)
-                    .imds_client(fast_imds(conf))
+                    .imds_client(imds_client(conf, imds_patience))
                     .build(),
             ),
         )
@@ -363,9 +402,18 @@ impl ProvideCredentials for Primed {
 /// Resolves region and credentials (and the assumed role, if any), failing fast with an error
 /// that says what to fix. `region_hint` is the region of the first registry, if registries were named.
 pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<Aws, AwsSetupError> {
+    load_with(settings, region_hint, &Patience::run()).await
+}
+
+/// [`load`] with other timeouts and IMDS settings.
+pub async fn load_with(
+    settings: &AwsSettings,
+    region_hint: Option<&str>,
+    patience: &Patience,
+) -> Result<Aws, AwsSetupError> {
     let http = http::client();
     let base = ProviderConfig::default().with_http_client(http.clone());
-    let Some(region) = resolve_region(settings, region_hint, &base).await else {
+    let Some(region) = resolve_region(settings, region_hint, &base, patience.imds).await else {
         // A misspelt AWS_PROFILE, or a broken file, is the likelier cause than a profile
         // without a region.
         let files = ProfileFiles::from_env();
@@ -381,14 +429,15 @@ pub async fn load(settings: &AwsSettings, region_hint: Option<&str>) -> Result<A
         });
     };
     let conf = base.with_region(Some(region.clone()));
-    let (source, creds) = first_credentials(sources(settings, &conf, &http)?).await?;
+    let (source, creds) =
+        first_credentials(sources(settings, &conf, &http, patience.imds)?).await?;
     tracing::debug!(source = source.name, "AWS credentials found");
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .region(region.clone())
         .credentials_provider(Primed::provider(creds, source.provider))
         .retry_config(http::retry_config())
-        .timeout_config(http::timeout_config())
+        .timeout_config(patience.timeouts.clone())
         .load()
         .await;
     let Some(role) = &settings.assume_role else {

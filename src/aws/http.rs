@@ -31,8 +31,13 @@ pub fn timeout_config() -> TimeoutConfig {
 }
 
 /// The client. Connectors are built per timeout setting (the SDK asks with its own settings)
-/// and reused, so connections are pooled across calls.
+/// and reused, so connections are pooled across calls. Wrapped so that a deadline can name the
+/// endpoint that did not answer ([`crate::aws::in_flight`]).
 pub fn client() -> SharedHttpClient {
+    crate::aws::in_flight::track(untracked())
+}
+
+fn untracked() -> SharedHttpClient {
     // `build_with_connector_fn` is how the SDK builds its own default client with a proxy
     // configuration; `Builder::build_https` has no way to set one.
     aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {

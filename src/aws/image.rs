@@ -41,14 +41,33 @@ pub enum ImageError {
     Digest { image: String, digest: String },
 }
 
+/// What a pull fetches, as the registry API names it: the digest if there is one (it pins the
+/// image, whatever the tag says), else the tag, else `latest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference<'a> {
+    Digest(&'a str),
+    Tag(&'a str),
+}
+
+impl<'a> Reference<'a> {
+    pub fn of(tag: Option<&'a str>, digest: Option<&'a str>) -> Reference<'a> {
+        match (digest, tag) {
+            (Some(d), _) => Reference::Digest(d),
+            (None, t) => Reference::Tag(t.unwrap_or("latest")),
+        }
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        match self {
+            Reference::Digest(s) | Reference::Tag(s) => s,
+        }
+    }
+}
+
 impl ImageRef {
-    /// What the kubelet and the registry call the thing to fetch: the digest if there is one,
-    /// else the tag, else `latest`.
-    pub fn reference(&self) -> &str {
-        self.digest
-            .as_deref()
-            .or(self.tag.as_deref())
-            .unwrap_or("latest")
+    /// What the kubelet and the registry call the thing to fetch.
+    pub fn reference(&self) -> Reference<'_> {
+        Reference::of(self.tag.as_deref(), self.digest.as_deref())
     }
 }
 
@@ -171,7 +190,7 @@ mod tests {
         assert_eq!(i.host, "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn");
         assert_eq!(i.repository, "team/app");
         assert_eq!(i.tag.as_deref(), Some("v1.2"));
-        assert_eq!(i.reference(), "v1.2");
+        assert_eq!(i.reference(), Reference::Tag("v1.2"));
 
         let with_digest = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/app@{DIGEST}");
         let i: ImageRef = with_digest.parse().unwrap();
@@ -179,7 +198,8 @@ mod tests {
             (i.tag.as_deref(), i.digest.as_deref()),
             (None, Some(DIGEST))
         );
-        assert_eq!(i.reference(), DIGEST);
+        assert_eq!(i.reference(), Reference::Digest(DIGEST));
+        assert_eq!(i.reference().as_str(), DIGEST);
         assert_eq!(i.to_string(), with_digest);
 
         let both = format!("public.ecr.aws/docker/library/busybox:1.36@{DIGEST}");
@@ -194,7 +214,7 @@ mod tests {
         let i: ImageRef = "localhost:5000/app".parse().unwrap();
         assert_eq!(i.host, "localhost:5000");
         assert_eq!(i.tag, None);
-        assert_eq!(i.reference(), "latest");
+        assert_eq!(i.reference(), Reference::Tag("latest"));
     }
 
     #[test]

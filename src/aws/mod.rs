@@ -8,6 +8,7 @@ pub mod ecr_public;
 pub mod failure;
 pub mod http;
 pub mod image;
+pub mod in_flight;
 pub mod profile;
 pub mod registry;
 pub mod registry_api;

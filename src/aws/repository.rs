@@ -11,7 +11,7 @@ use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::ImageIdentifier;
 use serde_json::Value;
 
-use crate::aws::image::ImageRef;
+use crate::aws::image::{ImageRef, Reference};
 use crate::aws::registry::{Registry, partition};
 
 /// The actions a pull needs on the repository (the registry endpoint checks the same ones).
@@ -53,11 +53,14 @@ impl Target {
 
     /// `repo:tag`, `repo@digest`, or `repo:latest` when neither was given, as a pull resolves it.
     pub fn display(&self) -> String {
-        match (&self.digest, &self.tag) {
-            (Some(d), _) => format!("{}@{d}", self.repository),
-            (None, Some(t)) => format!("{}:{t}", self.repository),
-            (None, None) => format!("{}:latest", self.repository),
+        match self.reference() {
+            Reference::Digest(d) => format!("{}@{d}", self.repository),
+            Reference::Tag(t) => format!("{}:{t}", self.repository),
         }
+    }
+
+    fn reference(&self) -> Reference<'_> {
+        Reference::of(self.tag.as_deref(), self.digest.as_deref())
     }
 
     /// The same repository, one manifest by digest (a platform manifest of an index).
@@ -70,12 +73,9 @@ impl Target {
     }
 
     fn image_id(&self) -> ImageIdentifier {
-        // A digest pins the image; a tag alone is what a pull by tag resolves.
-        match (&self.digest, &self.tag) {
-            (Some(d), _) => ImageIdentifier::builder().image_digest(d).build(),
-            (None, t) => ImageIdentifier::builder()
-                .image_tag(t.as_deref().unwrap_or("latest"))
-                .build(),
+        match self.reference() {
+            Reference::Digest(d) => ImageIdentifier::builder().image_digest(d).build(),
+            Reference::Tag(t) => ImageIdentifier::builder().image_tag(t).build(),
         }
     }
 }
@@ -129,7 +129,6 @@ impl Refusal {
 #[derive(Debug, Clone)]
 pub struct ImageInfo {
     pub digest: Option<String>,
-    pub tags: Vec<String>,
     pub pushed_at: Option<jiff::Timestamp>,
 }
 
@@ -209,7 +208,6 @@ pub async fn describe_image(
         .ok_or_else(|| Refusal::ImageNotFound(format!("no image {}", target.display())))?;
     Ok(ImageInfo {
         digest: detail.image_digest,
-        tags: detail.image_tags.unwrap_or_default(),
         pushed_at: detail
             .image_pushed_at
             .and_then(|t| jiff::Timestamp::new(t.secs(), 0).ok()),

@@ -5,4 +5,5 @@ pub mod credential_process;
 pub mod doctor;
 pub mod doctor_image;
 pub mod kubelet_credential_provider;
+pub mod kubelet_install;
 pub mod refresh;

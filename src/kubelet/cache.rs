@@ -2,14 +2,25 @@
 //!
 //! The kubelet keeps a response for its `cacheDuration` and runs the plugin again only after
 //! it; a duration that outlives the token means pulls fail with 401 until the entry expires.
+//!
+//! Clock skew matters: `expiresAt` is on AWS's clock, the remaining life is measured on the
+//! node's, and the kubelet counts the duration on the node's. A node clock behind AWS's by S
+//! makes the token look S longer-lived than it is. Two things bound that: the remaining life
+//! is never taken as more than an ECR token's whole life ([`MAX_TOKEN_LIFE`]), which cancels
+//! the skew for a token just issued with its full 12 hours; and the [`SAFETY_MARGIN`] absorbs a
+//! skew of up to about 15 minutes for a shorter-lived token (one issued with session
+//! credentials that expire sooner). A node more than that behind (no NTP) gets 401s near the
+//! end of each cache period; the fix is the node's clock.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 
 /// Taken off the token's remaining life, so a pull that starts just before the cache entry
-/// expires still authenticates, and so clock skew between node and AWS does not matter.
+/// expires still authenticates, and a node clock up to this much behind AWS's is absorbed.
 pub const SAFETY_MARGIN: Duration = Duration::from_secs(15 * 60);
+/// The longest an ECR (and ECR Public) authorization token is valid: 12 hours from issue.
+pub const MAX_TOKEN_LIFE: Duration = Duration::from_secs(12 * 3600);
 /// For a token without a usable expiry (none, or already past): cached briefly, so a burst of
 /// pulls shares one answer, but never for long.
 pub const UNKNOWN_EXPIRY: Duration = Duration::from_secs(60);
@@ -28,6 +39,9 @@ pub fn cache_duration(now: Timestamp, expires_at: Option<Timestamp>) -> Duration
     if remaining.is_zero() {
         return UNKNOWN_EXPIRY;
     }
+    // The token was issued just now: more than its whole life left means the node's clock is
+    // behind AWS's.
+    let remaining = remaining.min(MAX_TOKEN_LIFE);
     let d = if remaining > SAFETY_MARGIN * 2 {
         remaining - SAFETY_MARGIN
     } else {
@@ -64,6 +78,23 @@ mod tests {
         let d = cache_duration(now, Some(at("2026-11-23T22:00:00Z")));
         assert_eq!(d, Duration::from_secs(11 * 3600 + 45 * 60));
         assert_eq!(go_duration(d), "11h45m0s");
+    }
+
+    #[test]
+    fn a_node_clock_behind_aws_does_not_stretch_the_cache() {
+        // The token expires 12 h after AWS's now; the node's clock is 40 minutes behind.
+        let node_now = at("2026-11-23T09:20:00Z");
+        let d = cache_duration(node_now, Some(at("2026-11-23T22:00:00Z")));
+        assert_eq!(
+            d,
+            Duration::from_secs(11 * 3600 + 45 * 60),
+            "{}",
+            go_duration(d)
+        );
+        // Ahead of AWS by 10 minutes: a shorter cache, never a longer one.
+        let node_now = at("2026-11-23T10:10:00Z");
+        let d = cache_duration(node_now, Some(at("2026-11-23T22:00:00Z")));
+        assert_eq!(d, Duration::from_secs(11 * 3600 + 35 * 60));
     }
 
     #[test]

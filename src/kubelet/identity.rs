@@ -1,6 +1,7 @@
 //! Whose identity asks ECR for the token: the role the pod's ServiceAccount names (KEP-4412),
 //! or the node's own.
 
+use crate::aws::registry::partition;
 use crate::aws::settings::is_role_arn;
 use crate::kubelet::protocol::Request;
 use crate::sensitive::Sensitive;
@@ -28,6 +29,39 @@ pub enum IdentityError {
         "refusing to pull with the node's identity (--require-role): the pod's ServiceAccount has no {key} annotation. Annotate the ServiceAccount with the role to pull with, and list {key} in the kubelet config's tokenAttributes annotation keys"
     )]
     RoleRequired { key: String },
+    #[error(
+        "the ServiceAccount's role {arn} is in the AWS partition {role_partition}, but the image's registry {registry} is in {registry_partition}: a role is only known in its own partition, so it cannot pull from there. Annotate the ServiceAccount with a role of the registry's partition ({registry_partition})"
+    )]
+    Partition {
+        arn: String,
+        role_partition: String,
+        registry: String,
+        registry_partition: &'static str,
+    },
+}
+
+/// Refuses a ServiceAccount role from another partition than the registry's (an `arn:aws-cn:`
+/// role for a us-east-1 image): STS in the registry's partition does not know the role, and
+/// its refusal would read like a trust-policy problem.
+pub fn check_partition(
+    who: &Identity,
+    registry: &str,
+    registry_region: &str,
+) -> Result<(), IdentityError> {
+    let Identity::Role { arn, .. } = who else {
+        return Ok(());
+    };
+    let role_partition = arn.split(':').nth(1).unwrap_or_default();
+    let registry_partition = partition(registry_region);
+    if role_partition == registry_partition {
+        return Ok(());
+    }
+    Err(IdentityError::Partition {
+        arn: arn.clone(),
+        role_partition: role_partition.to_string(),
+        registry: registry.to_string(),
+        registry_partition,
+    })
 }
 
 /// Chooses the identity: the role in annotation `key` when the ServiceAccount names one,
@@ -109,6 +143,34 @@ mod tests {
             let err = choose(&r, KEY, true).unwrap_err().to_string();
             assert!(err.contains("--require-role") && err.contains(KEY), "{err}");
         }
+    }
+
+    #[test]
+    fn a_role_pulls_only_in_its_own_partition() {
+        let role = |arn: &str| Identity::Role {
+            arn: arn.into(),
+            token: Sensitive::new("t"),
+        };
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let err = check_partition(
+            &role("arn:aws-cn:iam::123456789012:role/r"),
+            host,
+            "us-east-1",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "arn:aws-cn:iam::123456789012:role/r",
+            "aws-cn",
+            host,
+            "partition aws",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        assert!(check_partition(&role(ROLE), host, "us-east-1").is_ok());
+        assert!(check_partition(&role("arn:aws-cn:iam::1:role/r"), "h", "cn-northwest-1").is_ok());
+        assert!(check_partition(&role(ROLE), "h", "us-gov-west-1").is_err());
+        assert!(check_partition(&Identity::Node, "h", "cn-north-1").is_ok());
     }
 
     #[test]

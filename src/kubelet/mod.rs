@@ -8,3 +8,5 @@
 pub mod cache;
 pub mod identity;
 pub mod protocol;
+pub mod provider_config;
+pub mod yaml;

@@ -1,6 +1,9 @@
 //! `CredentialProviderRequest` in, `CredentialProviderResponse` out, in the apiVersion the
 //! kubelet sent: `credentialprovider.kubelet.k8s.io/v1` (stable since 1.26), or `v1beta1` and
-//! `v1alpha1` from older kubelets. The three versions carry the same fields.
+//! `v1alpha1` from older kubelets. The three carry the same image and response fields; the
+//! ServiceAccount fields (`serviceAccountToken`, `serviceAccountAnnotations`, KEP-4412) exist
+//! only in v1, since the kubelet accepts `tokenAttributes` only for a v1 provider. In another
+//! version they are ignored, as that version's decoder would.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -109,9 +112,16 @@ pub fn parse_request(input: &[u8]) -> Result<Request, RequestError> {
     if image.is_empty() {
         return Err(RequestError::NoImage);
     }
-    let token = text(raw.service_account_token);
+    // Not fields of v1beta1 or v1alpha1: a role is never chosen from them.
+    let v1 = api_version == ApiVersion::V1;
+    let token = if v1 {
+        text(raw.service_account_token)
+    } else {
+        String::new()
+    };
     let service_account_annotations = raw
         .service_account_annotations
+        .filter(|_| v1)
         .unwrap_or_default()
         .into_iter()
         .filter_map(|(k, v)| match v {
@@ -211,6 +221,18 @@ mod tests {
         );
         // Annotation values are strings; anything else is dropped, not guessed at.
         assert!(!r.service_account_annotations.contains_key("n"));
+    }
+
+    #[test]
+    fn the_service_account_fields_are_read_only_in_v1() {
+        for v in [ApiVersion::V1beta1, ApiVersion::V1alpha1] {
+            let body = format!(
+                r#"{{"apiVersion":"{v}","kind":"CredentialProviderRequest","image":"public.ecr.aws/x/y","serviceAccountToken":"{TOKEN}","serviceAccountAnnotations":{{"eks.amazonaws.com/ecr-role-arn":"arn:aws:iam::123456789012:role/r"}}}}"#
+            );
+            let r = parse_request(body.as_bytes()).unwrap();
+            assert!(r.service_account_token.is_none(), "{v}");
+            assert!(r.service_account_annotations.is_empty(), "{v}");
+        }
     }
 
     #[test]

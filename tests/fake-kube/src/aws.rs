@@ -24,6 +24,9 @@ pub struct AwsCall {
     pub region: String,
     /// Access key ID from the credential scope: shows which credentials signed the call.
     pub access_key: String,
+    /// The `Host` header; for a proxy `CONNECT`, the endpoint asked for (`host:443`), so a
+    /// test can see which endpoint a client chose (`sts-fips.…`) even for an unsigned call.
+    pub host: String,
 }
 
 /// An AWS error to answer instead of forwarding.
@@ -175,6 +178,26 @@ async fn forward(
     upstream: hyper::Uri,
 ) -> http::Response {
     let (mut parts, body) = req.into_parts();
+    if parts.method == hyper::Method::CONNECT {
+        // Used as HTTPS_PROXY: note where the client wanted to go, and refuse to tunnel.
+        let call = AwsCall {
+            operation: "CONNECT".into(),
+            service: String::new(),
+            region: String::new(),
+            access_key: String::new(),
+            host: parts
+                .uri
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        };
+        state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .calls
+            .push(call);
+        return http::response(502, &[], "the AWS front is not a proxy".to_string());
+    }
     let body = body
         .collect()
         .await
@@ -186,6 +209,12 @@ async fn forward(
         service,
         region,
         access_key,
+        host: parts
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
     };
     let fault = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());

@@ -24,6 +24,8 @@ pub struct IssuedCredentials {
 pub struct MetadataServer {
     addr: std::net::SocketAddr,
     hits: Arc<Mutex<Vec<String>>>,
+    /// How many of the next requests answer 503, as an IMDS under load may.
+    failing: Arc<std::sync::atomic::AtomicUsize>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -35,16 +37,39 @@ impl MetadataServer {
         container_token: &str,
     ) -> std::io::Result<MetadataServer> {
         let hits = Arc::new(Mutex::new(Vec::new()));
-        let (h, token) = (hits.clone(), container_token.to_string());
+        let failing = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (h, token, f) = (hits.clone(), container_token.to_string(), failing.clone());
         let (addr, tx) = http::serve("127.0.0.1:0", move |req| {
-            std::future::ready(answer(req, &h, &creds, &token))
+            let busy = f
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+            std::future::ready(if busy {
+                h.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
+                    "{} {} 503",
+                    req.method(),
+                    req.uri().path()
+                ));
+                reply(503, String::new(), &[])
+            } else {
+                answer(req, &h, &creds, &token)
+            })
         })
         .await?;
         Ok(MetadataServer {
             addr,
             hits,
+            failing,
             _shutdown: tx,
         })
+    }
+
+    /// Answers the next `n` requests with 503 Service Unavailable, then serves again.
+    pub fn fail_next(&self, n: usize) {
+        self.failing.store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn url(&self) -> String {
