@@ -168,7 +168,13 @@ async fn arm64_refreshes_three_namespaces_as_amd64_does() {
             |s: &Value| s["metadata"]["annotations"]["ecr-secret-refresher/expires-at"].clone();
         assert_eq!(expiry(&s), expiry(&twin), "{ns}");
     }
-    assert_eq!(arm_h.kube_requests(), amd_h.kube_requests());
+    // The same requests; namespaces are written concurrently, so in any order.
+    let sorted = |h: &Harness| {
+        let mut r = h.kube_requests();
+        r.sort();
+        r
+    };
+    assert_eq!(sorted(&arm_h), sorted(&amd_h));
 }
 
 #[tokio::test(flavor = "multi_thread")]
