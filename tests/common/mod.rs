@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ra;
+pub mod stand_in;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -115,47 +116,49 @@ impl Harness {
 
     /// Runs the binary without checking its output: for commands whose output is a secret.
     pub async fn run_unchecked(&self, args: &[&str], env: Vec<(String, String)>) -> Run {
-        let child = tokio::process::Command::new(BIN)
-            .args(args)
-            .env_clear()
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("binary starts");
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("binary finishes within 60 s")
-            .expect("binary output");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.run_program(&[BIN], args, env, None).await
     }
 
     /// Runs the binary with exactly `env` and `stdin` on its standard input, as the kubelet runs
     /// a credential provider. Its stdout holds a password by design: the caller checks it.
     pub async fn run_stdin(&self, args: &[&str], env: Vec<(String, String)>, stdin: &str) -> Run {
+        self.run_program(&[BIN], args, env, Some(stdin)).await
+    }
+
+    /// Runs `program` (the binary, or a runner and its arguments before the binary, as
+    /// tests/arm64.rs runs the arm64 build under qemu) with exactly `env`, and `stdin` on its
+    /// standard input when given. Checks nothing in the output.
+    pub async fn run_program(
+        &self,
+        program: &[&str],
+        args: &[&str],
+        env: Vec<(String, String)>,
+        stdin: Option<&str>,
+    ) -> Run {
         use tokio::io::AsyncWriteExt;
-        let mut child = tokio::process::Command::new(BIN)
+        let (exe, before) = program.split_first().expect("a program to run");
+        let mut child = tokio::process::Command::new(exe)
+            .args(before)
             .args(args)
             .env_clear()
             .envs(env)
-            .stdin(Stdio::piped())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("binary starts");
-        let mut input = child.stdin.take().expect("stdin is piped");
-        input
-            .write_all(stdin.as_bytes())
-            .await
-            .expect("request written");
-        drop(input);
+            .unwrap_or_else(|e| panic!("{exe} starts: {e}"));
+        if let Some(stdin) = stdin {
+            let mut input = child.stdin.take().expect("stdin is piped");
+            input
+                .write_all(stdin.as_bytes())
+                .await
+                .expect("request written");
+        }
         let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
             .await
             .expect("binary finishes within 60 s")
