@@ -9,7 +9,15 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 
 async fn client(kube: &FakeKube) -> kube::Client {
-    let dir = std::env::temp_dir().join(format!("fake-kube-client-{}", std::process::id()));
+    // One directory per server: tests run in parallel, and a kubeconfig shared between them
+    // sent one test's client to the other's server.
+    let port = kube
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let dir = std::env::temp_dir().join(format!("fake-kube-client-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = kube.write_kubeconfig(&dir).unwrap();
     let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
