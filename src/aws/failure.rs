@@ -139,7 +139,9 @@ pub fn sts_host(region: &str) -> String {
 /// What to do about a network failure to `endpoint`, an AWS API endpoint whose VPC interface
 /// endpoint is `com.amazonaws.REGION.{service}` (`ecr.api`, `sts`). `None` for other causes.
 pub fn network_fix(cause: Cause, endpoint: &str, region: &str, service: &str) -> Option<String> {
-    let vpce = format!("com.amazonaws.{region}.{service}");
+    // China's service names carry a `cn.` prefix: cn.com.amazonaws.cn-north-1.ecr.api.
+    let china = if region.starts_with("cn-") { "cn." } else { "" };
+    let vpce = format!("{china}com.amazonaws.{region}.{service}");
     let path = format!(
         "check the route to it (a NAT gateway for private subnets, an internet gateway for public ones), that security groups and network ACLs allow outbound 443, HTTPS_PROXY if AWS is only reached through a proxy, or create the VPC interface endpoint {vpce} (private DNS on, its security group allowing 443 from here)"
     );
@@ -230,5 +232,12 @@ mod tests {
             assert!(fix.contains("HTTPS_PROXY"), "{fix}");
         }
         assert!(network_fix(Cause::Refusal, &host, "eu-west-1", "ecr.api").is_none());
+        let china = ecr_api_host("cn-north-1", false);
+        let fix = network_fix(Cause::TimedOut, &china, "cn-north-1", "ecr.api").unwrap();
+        assert!(
+            fix.contains("cn.com.amazonaws.cn-north-1.ecr.api")
+                && fix.contains(".amazonaws.com.cn"),
+            "{fix}"
+        );
     }
 }

@@ -33,7 +33,7 @@ const MAX_REQUEST: u64 = 1024 * 1024;
 
 /// The time one request may take, every call together (credentials, STS or Roles Anywhere,
 /// then ECR): well under the kubelet's one minute, so that our error, not its "context
-/// deadline exceeded", is what the pod's events and the kubelet's log show.
+/// deadline exceeded", is what the kubelet's log shows (the pod's events show the registry's 401).
 pub const DEADLINE: Duration = Duration::from_secs(45);
 /// For tests only: a shorter deadline in whole seconds, so a test of an endpoint that never
 /// answers need not wait [`DEADLINE`]. Not a setting: the kubelet's minute does not change.
