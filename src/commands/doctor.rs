@@ -256,8 +256,6 @@ async fn ask<T>(silence: &Silence, request: impl Future<Output = T>) -> Option<T
     answer
 }
 
-const NO_ANSWER_FIX: &str = "the API server answered the connection check, then stopped: check its health (kubectl get --raw /readyz) and its load, or an admission webhook or proxy in front of it that holds requests";
-
 fn no_answer(name: String, what: &str) -> Check {
     row(
         name,
@@ -266,7 +264,7 @@ fn no_answer(name: String, what: &str) -> Check {
             "no answer within {} s to {what}",
             cluster::client::PROBE_TIMEOUT.as_secs()
         ),
-        NO_ANSWER_FIX,
+        checks::API_SERVER_STOPPED_FIX,
     )
 }
 

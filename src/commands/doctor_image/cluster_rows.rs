@@ -70,7 +70,7 @@ fn no_answer(name: String) -> Row {
             "the API server took the request and gave no answer within {} s",
             PROBE_TIMEOUT.as_secs()
         ),
-        "the API server answered the connection check, then stopped: check its health (kubectl get --raw /readyz) and its load, or an admission webhook or proxy in front of it that holds requests",
+        crate::commands::checks::API_SERVER_STOPPED_FIX,
     )
 }
 
