@@ -6,11 +6,11 @@ use std::io::Write;
 
 use serde_json::json;
 
+use crate::config::LogFormat;
+
 /// The fix for a request the API server took and never answered, after it had answered the
 /// connection check: both doctors give it.
 pub const API_SERVER_STOPPED_FIX: &str = "the API server answered the connection check, then stopped: check its health (kubectl get --raw /readyz) and its load, or an admission webhook or proxy in front of it that holds requests";
-
-use crate::config::LogFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
