@@ -4,7 +4,8 @@
 //! rustls with ring, like the kube client, and the proxy rules of the environment
 //! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` and their lower-case twins), read the
 //! way the SDK's own default client reads them. Clusters outside AWS, where Roles Anywhere is
-//! used, usually reach AWS only through an egress proxy.
+//! used, usually reach AWS only through an egress proxy. The CA certificates are the process's
+//! own (see [`crate::aws::trust`]), read once, not the SDK's copy of the platform's.
 
 use std::time::Duration;
 
@@ -40,13 +41,26 @@ pub fn client() -> SharedHttpClient {
             .proxy_config(ProxyConfig::from_env())
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::Ring,
-            ));
+            ))
+            .tls_context(tls_context());
         builder.set_connector_settings(settings.cloned());
         if let Some(components) = components {
             builder.set_sleep_impl(components.sleep_impl());
         }
         builder.build()
     })
+}
+
+/// Trust exactly the process's roots. The SDK's default would read the platform's store again,
+/// the bundle and then every file of /etc/ssl/certs.
+fn tls_context() -> tls::TlsContext {
+    let store = tls::TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(crate::aws::trust::roots().pem.clone());
+    tls::TlsContext::builder()
+        .with_trust_store(store)
+        .build()
+        .unwrap_or_default()
 }
 
 /// A non-empty environment variable.
