@@ -7,7 +7,9 @@
 //! openssl-probe knows) is read alone when it exists, and the certificate directory only when
 //! there is no bundle. The bundle is the directory's certificates in one file, so reading both
 //! (rustls-native-certs' habit) opened some 150 files on every start of the kubelet plugin for
-//! nothing new.
+//! nothing new. The bundle's PEM is decoded with the `base64` crate: rustls-pki-types decodes
+//! in constant time, as private keys need, and that was the largest part of the plugin's own
+//! CPU time at start; certificates are public.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -95,26 +97,58 @@ impl Roots {
     }
 }
 
+/// The certificates of PEM text: every `CERTIFICATE` block, whatever lies between blocks, and
+/// how many blocks could not be decoded.
+pub fn pem_certificates(text: &[u8]) -> (Vec<CertificateDer<'static>>, usize) {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let (mut certs, mut bad) = (Vec::new(), 0);
+    let mut rest = text;
+    while let Some(begin) = find(rest, BEGIN) {
+        let body = &rest[begin + BEGIN.len()..];
+        let Some(end) = find(body, END) else {
+            bad += 1;
+            break;
+        };
+        let base64: Vec<u8> = body[..end]
+            .iter()
+            .copied()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        match STANDARD.decode(&base64) {
+            Ok(der) => certs.push(CertificateDer::from(der)),
+            Err(_) => bad += 1,
+        }
+        rest = &body[end + END.len()..];
+    }
+    (certs, bad)
+}
+
 /// Reads the certificates of `sources`, each file once, without duplicates.
 pub fn load(sources: &Sources) -> Roots {
     let mut certs = Vec::new();
     let mut errors = 0;
-    let mut read = |file: Option<&std::path::Path>, dir: Option<&std::path::Path>| {
-        let found = rustls_native_certs::load_certs_from_paths(file, dir);
+    if let Some(file) = &sources.file {
+        match std::fs::read(file) {
+            Ok(text) => {
+                let (found, bad) = pem_certificates(&text);
+                certs.extend(found);
+                errors += bad;
+            }
+            Err(e) => {
+                tracing::debug!(file = %file.display(), error = %e, "cannot read the CA bundle");
+                errors += 1;
+            }
+        }
+    }
+    for dir in &sources.dirs {
+        let found = rustls_native_certs::load_certs_from_paths(None, Some(dir));
         for e in &found.errors {
             tracing::debug!(error = %e, "skipped a CA certificate source");
         }
         errors += found.errors.len();
         certs.extend(found.certs);
-    };
-    match sources.dirs.split_first() {
-        None => read(sources.file.as_deref(), None),
-        Some((first, rest)) => {
-            read(sources.file.as_deref(), Some(first));
-            for dir in rest {
-                read(None, Some(dir));
-            }
-        }
     }
     certs.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
     certs.dedup();
@@ -201,6 +235,28 @@ nZ/jU6liI7tR1aACIFInUpg4VsAIKJdlpvIxRGTHnFYDe6sGdzynQOCsPA3K
             sources(None, None, || (None, dirs.clone())),
             Sources { file: None, dirs }
         );
+    }
+
+    /// The fast decoder finds what rustls-pki-types finds: CRLF line ends, text between
+    /// blocks, other PEM kinds, and the system bundle when there is one.
+    #[test]
+    fn pem_decoding_agrees_with_rustls_pki_types() {
+        let crlf = CA.replace('\n', "\r\n");
+        let mixed = format!(
+            "# a comment\n{CA}\n-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n{crlf}"
+        );
+        let system = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+        for text in [CA.as_bytes(), mixed.as_bytes(), &system] {
+            let theirs: Vec<_> = CertificateDer::pem_slice_iter(text)
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let (ours, bad) = pem_certificates(text);
+            assert_eq!(ours, theirs);
+            assert_eq!(bad, 0);
+        }
+        assert_eq!(pem_certificates(mixed.as_bytes()).0.len(), 2);
+        let cut = &CA[..CA.len() - 10];
+        assert_eq!(pem_certificates(cut.as_bytes()), (vec![], 1));
     }
 
     #[test]
