@@ -4,7 +4,8 @@
 //! pulls work too, but an authenticated pull gets far higher rate limits.
 //!
 //! The call is made here by hand (awsJson 1.1, SigV4) rather than with the `aws-sdk-ecrpublic`
-//! crate, which weighed about 0.5 MB of the static binary for this one operation. It still runs
+//! crate, a whole generated SDK (endpoint rules, partitions, schemas) for this one operation
+//! (docs/performance-size.md has the bytes). It still runs
 //! through the SDK's orchestrator with what every SDK call gets: the shared HTTP client (proxy,
 //! TLS), the SDK's SigV4 signer with the shared credentials cache, the standard retries with the
 //! SDK's own classifiers (throttling codes, 5xx, connection errors), and the timeouts.
