@@ -37,12 +37,18 @@ pub fn client() -> SharedHttpClient {
     // `build_with_connector_fn` is how the SDK builds its own default client with a proxy
     // configuration; `Builder::build_https` has no way to set one.
     aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        // With neither, this is the SDK's warm-up call when a client is validated
+        // (aws-smithy-http-client's `validate_base_client_config`), made only to load the
+        // platform's certificates early; it drops the connector. Our roots load once anyway,
+        // and handing them over here cost a PEM decode of the whole bundle per client (two
+        // more on every start of the kubelet plugin). Real connectors always come with both.
+        let warm_up = settings.is_none() && components.is_none();
         let mut builder = Connector::builder()
             .proxy_config(ProxyConfig::from_env())
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::Ring,
             ))
-            .tls_context(tls_context());
+            .tls_context(tls_context(warm_up));
         builder.set_connector_settings(settings.cloned());
         if let Some(components) = components {
             builder.set_sleep_impl(components.sleep_impl());
@@ -51,12 +57,14 @@ pub fn client() -> SharedHttpClient {
     })
 }
 
-/// Trust exactly the process's roots. The SDK's default would read the platform's store again,
-/// the bundle and then every file of /etc/ssl/certs.
-fn tls_context() -> tls::TlsContext {
-    let store = tls::TrustStore::empty()
-        .with_native_roots(false)
-        .with_pem_certificate(crate::aws::trust::roots().pem.clone());
+/// Trust exactly the process's roots (none for the warm-up connector, which is never used).
+/// The SDK's default would read the platform's store again, the bundle and then every file of
+/// /etc/ssl/certs.
+fn tls_context(empty: bool) -> tls::TlsContext {
+    let mut store = tls::TrustStore::empty().with_native_roots(false);
+    if !empty {
+        store = store.with_pem_certificate(crate::aws::trust::roots().pem.clone());
+    }
     tls::TlsContext::builder()
         .with_trust_store(store)
         .build()

@@ -100,18 +100,20 @@ impl Roots {
 /// The certificates of PEM text: every `CERTIFICATE` block, whatever lies between blocks, and
 /// how many blocks could not be decoded.
 pub fn pem_certificates(text: &[u8]) -> (Vec<CertificateDer<'static>>, usize) {
-    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
-    const END: &[u8] = b"-----END CERTIFICATE-----";
-    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    // `str::find` is a fast substring search; a byte that is not UTF-8 (a comment in some other
+    // encoding) cannot be inside a block, so replacing it changes no certificate.
+    let text = String::from_utf8_lossy(text);
     let (mut certs, mut bad) = (Vec::new(), 0);
-    let mut rest = text;
-    while let Some(begin) = find(rest, BEGIN) {
+    let mut rest: &str = &text;
+    while let Some(begin) = rest.find(BEGIN) {
         let body = &rest[begin + BEGIN.len()..];
-        let Some(end) = find(body, END) else {
+        let Some(end) = body.find(END) else {
             bad += 1;
             break;
         };
-        let base64: Vec<u8> = body[..end]
+        let base64: Vec<u8> = body.as_bytes()[..end]
             .iter()
             .copied()
             .filter(|c| !c.is_ascii_whitespace())
