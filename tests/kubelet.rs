@@ -428,6 +428,64 @@ async fn a_throttled_token_call_is_retried_then_reported() {
     assert_eq!(ops(&h).len(), 3 + 4, "four attempts, then the error");
 }
 
+/// The hand-made ECR Public call classifies failures as the SDK did: throttling is retried
+/// (four attempts in all) and, when it outlasts them, is an outage (exit 3); a denial is not
+/// retried and needs a person (exit 2). No Secret is written without its token.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecr_public_throttling_is_retried_and_a_denial_is_not() {
+    let h = Harness::new(&["team-a"]).await;
+    let fault = |code: &str, message: &str| AwsFault {
+        operation: Some("GetAuthorizationToken".into()),
+        service: Some("ecr-public".into()),
+        status: 400,
+        code: code.into(),
+        message: message.into(),
+    };
+    let args = ["--namespaces", "team-a", "--registries", "public.ecr.aws"];
+
+    h.aws.fail(fault("ThrottlingException", "Rate exceeded"));
+    let run = h.run(&args).await;
+    assert_eq!(run.code, 3, "an outage: {}", run.stderr);
+    assert!(run.stderr.contains("ECR Public"), "{}", run.stderr);
+    assert!(run.stderr.contains("Rate exceeded"), "{}", run.stderr);
+    assert_eq!(ops(&h), ["GetAuthorizationToken"; 4], "four attempts");
+    assert!(h.secret("team-a", "ecr").is_none());
+    assert_no_secrets(&run.stderr);
+
+    h.aws.fail(fault(
+        "AccessDeniedException",
+        "not authorized to perform ecr-public:GetAuthorizationToken",
+    ));
+    let run = h.run(&args).await;
+    assert_eq!(run.code, 2, "a person must act: {}", run.stderr);
+    assert!(
+        run.stderr.contains("AccessDeniedException"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("sts:GetServiceBearerToken"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ops(&h).len(), 4 + 1, "a denial is not retried");
+    assert!(h.secret("team-a", "ecr").is_none());
+    assert_no_secrets(&run.stderr);
+
+    h.aws.clear_fault();
+    h.aws
+        .fail_times(fault("ThrottlingException", "Rate exceeded"), 2);
+    let run = h.run(&args).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(ops(&h).len(), 5 + 3, "two throttled, the third answered");
+    let config = docker_config(&h.secret("team-a", "ecr").expect("Secret written"));
+    assert_eq!(
+        config["auths"]["public.ecr.aws"]["password"],
+        ecr_public_password(ACCESS_KEY)
+    );
+    assert_no_secrets(&run.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_account_role_in_another_account_pulls_with_that_account() {
     let h = Harness::new(&[]).await;

@@ -4,7 +4,8 @@
 //! rustls with ring, like the kube client, and the proxy rules of the environment
 //! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` and their lower-case twins), read the
 //! way the SDK's own default client reads them. Clusters outside AWS, where Roles Anywhere is
-//! used, usually reach AWS only through an egress proxy.
+//! used, usually reach AWS only through an egress proxy. The CA certificates are the process's
+//! own (see [`crate::aws::trust`]), read once, not the SDK's copy of the platform's.
 
 use std::time::Duration;
 
@@ -41,17 +42,38 @@ fn untracked() -> SharedHttpClient {
     // `build_with_connector_fn` is how the SDK builds its own default client with a proxy
     // configuration; `Builder::build_https` has no way to set one.
     aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        // With neither, this is the SDK's warm-up call when a client is validated
+        // (aws-smithy-http-client's `validate_base_client_config`), made only to load the
+        // platform's certificates early; it drops the connector. Our roots load once anyway,
+        // and handing them over here cost a PEM decode of the whole bundle per client (two
+        // more on every start of the kubelet plugin). Real connectors always come with both.
+        let warm_up = settings.is_none() && components.is_none();
         let mut builder = Connector::builder()
             .proxy_config(ProxyConfig::from_env())
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::Ring,
-            ));
+            ))
+            .tls_context(tls_context(warm_up));
         builder.set_connector_settings(settings.cloned());
         if let Some(components) = components {
             builder.set_sleep_impl(components.sleep_impl());
         }
         builder.build()
     })
+}
+
+/// Trust exactly the process's roots (none for the warm-up connector, which is never used).
+/// The SDK's default would read the platform's store again, the bundle and then every file of
+/// /etc/ssl/certs.
+fn tls_context(empty: bool) -> tls::TlsContext {
+    let mut store = tls::TrustStore::empty().with_native_roots(false);
+    if !empty {
+        store = store.with_pem_certificate(crate::aws::trust::roots().pem.clone());
+    }
+    tls::TlsContext::builder()
+        .with_trust_store(store)
+        .build()
+        .unwrap_or_default()
 }
 
 /// A non-empty environment variable.

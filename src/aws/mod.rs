@@ -16,4 +16,5 @@ pub mod repository;
 pub mod roles_anywhere;
 pub mod settings;
 pub mod transient;
+pub mod trust;
 pub mod web_identity;

@@ -134,8 +134,25 @@ impl tower_service::Service<Name> for Resolved {
     }
 }
 
-/// The transport: one HTTPS GET of `/v2/` to `addrs`, with rustls (ring) and the platform's
-/// roots (which honour `SSL_CERT_FILE`), SNI and certificate name `host`. Returns the status.
+/// rustls with ring and the process's trust roots (read once, honouring `SSL_CERT_FILE`; see
+/// [`crate::aws::trust`]).
+fn tls_config() -> Result<rustls::ClientConfig, Failure> {
+    let roots = crate::aws::trust::roots();
+    if roots.der.is_empty() {
+        return Err(Failure::Tls(
+            "no CA certificates: install the ca-certificates package or set SSL_CERT_FILE to a PEM bundle".into(),
+        ));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Failure::Tls(e.to_string()))?
+        .with_root_certificates(roots.store.clone())
+        .with_no_client_auth())
+}
+
+/// The transport: one HTTPS GET of `/v2/` to `addrs`, with rustls (ring) and the process's
+/// trust roots, SNI and certificate name `host`. Returns the status.
 async fn get_v2(
     host: &str,
     addrs: &[SocketAddr],
@@ -146,8 +163,7 @@ async fn get_v2(
     http.enforce_http(false);
     http.set_connect_timeout(Some(timeout));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| Failure::Tls(format!("no CA certificates: {e}")))?
+        .with_tls_config(tls_config()?)
         .https_only()
         .enable_http1()
         .wrap_connector(http);

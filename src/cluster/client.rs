@@ -333,6 +333,16 @@ impl Source {
                     )
                 })?;
         }
+        // Without a CA in the kubeconfig, kube would load the platform's roots once more for
+        // its own verifier; the process's own (read once, the same sources) do the same job.
+        let roots = &crate::aws::trust::roots().der;
+        if config.root_cert.is_none()
+            && config.cluster_url.scheme_str() == Some("https")
+            && !config.accept_invalid_certs
+            && !roots.is_empty()
+        {
+            config.root_cert = Some(roots.iter().map(|c| c.as_ref().to_vec()).collect());
+        }
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(30));
         config.write_timeout = Some(Duration::from_secs(30));
