@@ -859,6 +859,10 @@ async fn nothing_is_called_between_refreshes() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let first_refresh = h.secret("team-a", "ecr").unwrap()["metadata"]["annotations"]
+        ["ecr-secret-refresher/refreshed-at"]
+        .clone();
+    assert!(first_refresh.is_string());
     let calls = h.aws.calls().len();
     let requests = h.kube.requests().len();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -878,8 +882,14 @@ async fn nothing_is_called_between_refreshes() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(token_calls(&h), tokens + 1);
-    let s = h.secret("team-a", "ecr").unwrap();
-    assert_eq!(s["metadata"]["resourceVersion"].is_string(), true);
+    let refreshed_at =
+        |s: Value| s["metadata"]["annotations"]["ecr-secret-refresher/refreshed-at"].clone();
+    until(
+        Duration::from_secs(5),
+        "the second refresh rewrites the Secret",
+        || h.secret("team-a", "ecr").map(refreshed_at) != Some(first_refresh.clone()),
+    )
+    .await;
     assert!(w.log().contains("next refresh in"), "{}", w.log());
 }
 
@@ -909,5 +919,4 @@ async fn bad_watch_flags_are_named() {
         assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
     }
     assert!(h.kube.requests().is_empty());
-    let _: Option<Value> = None;
 }
