@@ -920,3 +920,82 @@ async fn bad_watch_flags_are_named() {
     }
     assert!(h.kube.requests().is_empty());
 }
+
+/// The Lease cannot be renewed (its requests fail) while the leader is in the middle of a slow
+/// refresh: the leader stops writing before the Lease could have expired for anyone else, 15 s
+/// after its last renewal.
+#[tokio::test]
+async fn a_leader_that_cannot_renew_stops_writing_before_the_lease_expires() {
+    let names: Vec<String> = (0..60).map(|i| format!("team-{i:02}")).collect();
+    let mut refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    refs.push("default");
+    let h = Harness::new(&refs).await;
+    h.kube.inject(
+        Fault::delay(Duration::from_millis(400))
+            .resource("secrets")
+            .verb("create"),
+    );
+    let reg = private();
+    let w = start(
+        &h,
+        &[
+            "--namespaces",
+            "team-*",
+            "--registries",
+            &reg,
+            "--concurrency",
+            "1",
+        ],
+        &[("POD_NAME", "replica-a")],
+    );
+    let creates = || {
+        h.kube
+            .requests()
+            .into_iter()
+            .filter(|r| r.resource == "secrets" && r.verb == "create")
+            .collect::<Vec<_>>()
+    };
+    until(Duration::from_secs(20), "the refresh under way", || {
+        creates().len() >= 3
+    })
+    .await;
+    h.kube.inject(Fault::status(503).resource("leases"));
+    let broken = Instant::now();
+    until(
+        Duration::from_secs(15),
+        "the leader gives up writing",
+        || w.log().contains("could not renew the Lease in time"),
+    )
+    .await;
+    eprintln!(
+        "measured: renewals failing to writes stopped: {:?}",
+        broken.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let last_renewal = h
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.resource == "leases"
+                && matches!(r.verb.as_str(), "create" | "update")
+                && r.status < 300
+        })
+        .map(|r| r.at)
+        .max()
+        .expect("renewed at least once");
+    let written = creates();
+    let last_write = written.iter().map(|r| r.at).max().unwrap();
+    eprintln!(
+        "measured: last Secret write {:?} after the last renewal; {} of 60 written",
+        last_write.saturating_duration_since(last_renewal),
+        written.len()
+    );
+    assert!(written.len() < 60, "the refresh was cut short");
+    assert!(
+        last_write < last_renewal + Duration::from_secs(15),
+        "a write landed after the Lease could have expired for the others"
+    );
+    let (_, m) = w.get("/metrics").await.unwrap();
+    assert_eq!(metric(&m, "ecr_refresher_leader"), 0.0);
+}

@@ -43,7 +43,7 @@ use crate::watch::server::{self, Shared};
 const SA_WAIT: Duration = Duration::from_secs(10);
 /// After SIGTERM: how long the work in flight may take before the Lease is released. The
 /// namespace budgets already end it sooner (see [`crate::cluster::budget`]).
-const STOP_WAIT: Duration = Duration::from_millis(8500);
+const STOP_WAIT: Duration = Duration::from_millis(7500);
 /// The Event reason of a refresh that got no tokens.
 const TOKENS_FAILED: &str = "TokenRefreshFailed";
 
