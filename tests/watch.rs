@@ -742,6 +742,16 @@ async fn aws_refusing_keeps_the_secrets_and_says_so() {
         before["data"],
         "kept as it was"
     );
+    // Tried again with backoff (5 s, 10 s, ...), not in a loop.
+    let tries_at = Instant::now();
+    let tries = token_calls(&h);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let more = token_calls(&h) - tries;
+    eprintln!(
+        "measured: {more} token attempts in {:?} while AWS refuses",
+        tries_at.elapsed()
+    );
+    assert!(more <= 2, "{more} attempts in 6 s");
     assert_eq!(
         secret_writes(&h).len(),
         2,
