@@ -70,6 +70,14 @@ pub struct Selection {
 }
 
 impl NamespaceSpec {
+    /// The label keys the selection reads (see [`list`]).
+    pub fn label_keys(&self) -> Vec<String> {
+        self.selector
+            .as_ref()
+            .map(Selector::keys)
+            .unwrap_or_default()
+    }
+
     pub fn needs_listing(&self) -> bool {
         self.selector.is_some() || self.include.iter().any(|i| is_pattern(i))
     }
@@ -148,21 +156,21 @@ impl NamespaceSpec {
     }
 }
 
-/// Every namespace in the cluster, with its labels (if `labels`) and whether it is being
+/// Every namespace in the cluster, with the labels named in `labels` and whether it is being
 /// deleted: metadata only, [`PAGE`] at a time. A continue token that expired between pages (410 Expired, after
 /// an etcd compaction) starts the listing over, so the result is one consistent snapshot.
-pub async fn list(client: Client, labels: bool) -> Result<Vec<Listed>, kube::Error> {
+pub async fn list(client: Client, labels: &[String]) -> Result<Vec<Listed>, kube::Error> {
     list_with_version(client, labels)
         .await
         .map(|(listed, _)| listed)
 }
 
 /// Like [`list`], with the resourceVersion of the snapshot: where a watch of the changes since
-/// starts. Without `labels` (no --namespace-selector to match), the labels are not kept: with
-/// ten thousand namespaces, they are most of the listing's memory.
+/// starts. Only the labels whose keys are in `labels` are kept (those --namespace-selector
+/// reads): with ten thousand namespaces, labels are most of the listing's memory.
 pub async fn list_with_version(
     client: Client,
-    labels: bool,
+    labels: &[String],
 ) -> Result<(Vec<Listed>, String), kube::Error> {
     let api: Api<Namespace> = Api::all(client);
     let mut restarts = 0;
@@ -187,8 +195,8 @@ pub async fn list_with_version(
             };
             listed.extend(page.items.into_iter().filter_map(|ns| {
                 let mut meta = ns.metadata;
-                if !labels {
-                    meta.labels = None;
+                if let Some(l) = meta.labels.as_mut() {
+                    l.retain(|k, _| labels.contains(k));
                 }
                 Listed::from_meta(meta)
             }));

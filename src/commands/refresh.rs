@@ -179,7 +179,7 @@ pub async fn select_namespaces(client: &Client, config: &Config) -> Result<Selec
     if !spec.needs_listing() && !config.prune {
         return Ok(spec.select(None));
     }
-    let listed = namespaces::list(client.clone(), spec.selector.is_some())
+    let listed = namespaces::list(client.clone(), &spec.label_keys())
         .await
         .map_err(|e| SetupError::ListNamespaces {
             message: crate::cluster::calls::describe(&e),

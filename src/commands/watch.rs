@@ -273,7 +273,7 @@ async fn lead(l: &Leader<'_>) {
     let (synced_tx, synced_rx) = oneshot::channel();
     let (held_tx, held_rx) = watch::channel(None);
     let spec = l.config.namespaces.clone();
-    let labels = spec.selector.is_some();
+    let labels = spec.label_keys();
     let classify = Box::new(move |ns: &Listed| Standing::of(&spec, ns));
     let namespaces = NamespaceWatch::new(
         l.watch_client.clone(),

@@ -92,8 +92,8 @@ pub struct NamespaceWatch {
     /// Every namespace, as the selection stands it.
     cache: BTreeMap<String, Standing>,
     classify: Classify,
-    /// Whether the classification reads labels (a --namespace-selector): else a listing drops them.
-    labels: bool,
+    /// The label keys the classification reads (--namespace-selector's): a listing keeps no other.
+    labels: Vec<String>,
     version: Option<String>,
     health: Health,
     metrics: Metrics,
@@ -105,7 +105,7 @@ impl NamespaceWatch {
     pub fn new(
         client: Client,
         classify: Classify,
-        labels: bool,
+        labels: Vec<String>,
         health: Health,
         metrics: Metrics,
     ) -> NamespaceWatch {
@@ -134,7 +134,7 @@ impl NamespaceWatch {
         let mut watches: u64 = 0;
         loop {
             if self.version.is_none() {
-                match namespaces::list_with_version(self.client.clone(), self.labels).await {
+                match namespaces::list_with_version(self.client.clone(), &self.labels).await {
                     Ok((listed, version)) => {
                         self.health.api_ok();
                         let new: BTreeMap<String, Standing> = listed
