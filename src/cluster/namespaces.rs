@@ -195,9 +195,11 @@ pub async fn list_with_version(
             };
             listed.extend(page.items.into_iter().filter_map(|ns| {
                 let mut meta = ns.metadata;
-                if let Some(l) = meta.labels.as_mut() {
-                    l.retain(|k, _| labels.contains(k));
-                }
+                // A new map, not `retain`: an emptied BTreeMap keeps its node (about half a
+                // kilobyte), ten thousand times over.
+                meta.labels = meta
+                    .labels
+                    .map(|l| l.into_iter().filter(|(k, _)| labels.contains(k)).collect());
                 Listed::from_meta(meta)
             }));
             match page.metadata.continue_ {
