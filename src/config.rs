@@ -254,6 +254,10 @@ pub enum Command {
     /// stdin, a CredentialProviderResponse on stdout. Needs no cluster settings.
     /// `kubelet-credential-provider install` puts the plugin on a node.
     KubeletCredentialProvider(KubeletProviderArgs),
+    /// Keep running: refresh at start and before the tokens expire, give a new or newly selected
+    /// namespace its Secret within seconds (a watch of namespace names and labels), and serve
+    /// /healthz, /readyz and /metrics. Replicas elect one leader (a Lease); only it writes.
+    Watch(WatchArgs),
 }
 
 /// `kubelet-credential-provider`: with no subcommand, answer the kubelet.
@@ -302,6 +306,78 @@ pub struct KubeletInstallArgs {
     /// require it. Default: 1.34 or later.
     #[arg(long, requires = "service_account_roles", value_name = "VERSION")]
     pub kubelet_version: Option<String>,
+}
+
+/// How long an ECR token lives: `--refresh-before` must be shorter.
+pub const TOKEN_LIFE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// `watch`: the long-running mode.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct WatchArgs {
+    /// Refresh this long before the earliest token expires (e.g. `1h`, `90m`), less a little
+    /// jitter. ECR tokens live 12 hours, so the default refreshes about every 11 hours.
+    #[arg(
+        long,
+        env = "ECR_REFRESHER_REFRESH_BEFORE",
+        value_parser = parse_duration,
+        default_value = "1h"
+    )]
+    pub refresh_before: std::time::Duration,
+    /// Address and port of the HTTP server for GET /healthz, /readyz and /metrics.
+    #[arg(long, env = "ECR_REFRESHER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Name of the coordination.k8s.io Lease the replicas elect their leader with.
+    #[arg(
+        long,
+        env = "ECR_REFRESHER_LEASE_NAME",
+        default_value = "ecr-secret-refresher"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease. Default: the pod's own namespace, else the kubeconfig context's.
+    #[arg(long, env = "ECR_REFRESHER_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Run without a Lease: for a single replica, or a laptop. Two replicas without it would
+    /// both write.
+    #[arg(long, env = "ECR_REFRESHER_NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+}
+
+impl WatchArgs {
+    /// Checks the names and the margin; `dry_run` is the global --dry-run, which a watch refuses.
+    pub fn validate(&self, dry_run: bool) -> Result<(), ConfigError> {
+        let bad = |flag, message: String| Err(ConfigError::Watch { flag, message });
+        if dry_run {
+            return bad(
+                "--dry-run",
+                "a watch writes Secrets as namespaces appear, so it has no preview; run `ecr-secret-refresher --dry-run` (without `watch`) to see what a refresh would write".into(),
+            );
+        }
+        if self.refresh_before >= TOKEN_LIFE {
+            return bad(
+                "--refresh-before",
+                format!(
+                    "{}s is not shorter than the 12 hours an ECR token lives; the default is 1h",
+                    self.refresh_before.as_secs()
+                ),
+            );
+        }
+        if !is_dns_subdomain(&self.lease_name) {
+            return bad(
+                "--lease-name",
+                format!(
+                    "'{}' is not a valid object name (lower-case letters, digits, '-' and '.')",
+                    self.lease_name
+                ),
+            );
+        }
+        if let Some(ns) = self.lease_namespace.as_ref().filter(|ns| !is_dns_label(ns)) {
+            return bad(
+                "--lease-namespace",
+                format!("'{ns}' is not a namespace name"),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `doctor --image`: follow one image's pull path step by step.
@@ -554,6 +630,8 @@ pub enum ConfigError {
         "--instance: '{0}' is not a valid label value (1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
     )]
     Instance(String),
+    #[error("{flag}: {message}")]
+    Watch { flag: &'static str, message: String },
     #[error("--concurrency must be between 1 and 256, got {0}")]
     Concurrency(usize),
     #[error(
@@ -705,6 +783,9 @@ impl Cli {
         let image_doctor = matches!(&self.command, Some(Command::Doctor(d)) if d.image.is_some());
         if let Some(Command::Doctor(d)) = &self.command {
             d.validate()?;
+        }
+        if let Some(Command::Watch(w)) = &self.command {
+            w.validate(self.dry_run)?;
         }
         if namespaces.include.is_empty() && namespaces.selector.is_none() && !image_doctor {
             return Err(ConfigError::NoNamespaces);
@@ -972,6 +1053,38 @@ mod tests {
                 .is_none()
         );
         assert!(cli(&["--namespaces", "a"]).unwrap().instance.is_none());
+    }
+
+    #[test]
+    fn watch_flags_have_the_contract_defaults_and_are_checked() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["ecr-secret-refresher", "watch", "--namespaces", "a"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap()
+        };
+        let Some(Command::Watch(w)) = parse(&[]).command else {
+            panic!("watch")
+        };
+        assert_eq!(w.refresh_before, std::time::Duration::from_secs(3600));
+        assert_eq!(w.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(w.lease_name, "ecr-secret-refresher");
+        assert!(w.lease_namespace.is_none() && !w.no_leader_election);
+        assert!(parse(&[]).into_config().is_ok());
+        let c = parse(&["--refresh-before", "90m", "--no-leader-election"]);
+        let Some(Command::Watch(w)) = &c.command else {
+            panic!("watch")
+        };
+        assert_eq!(w.refresh_before, std::time::Duration::from_secs(5400));
+        assert!(w.no_leader_election);
+        for (args, flag) in [
+            (&["--dry-run"][..], "--dry-run"),
+            (&["--refresh-before", "12h"][..], "--refresh-before"),
+            (&["--lease-name", "A"][..], "--lease-name"),
+            (&["--lease-namespace", "a_b"][..], "--lease-namespace"),
+        ] {
+            let err = parse(args).into_config().unwrap_err().to_string();
+            assert!(err.starts_with(flag), "{args:?}: {err}");
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use ecr_secret_refresher::commands::{
-    credential_process, doctor, doctor_image, kubelet_credential_provider, kubelet_install, refresh,
+    credential_process, doctor, doctor_image, kubelet_credential_provider, kubelet_install,
+    refresh, watch,
 };
 use ecr_secret_refresher::config::{Cli, Command, KubeletAction};
 use ecr_secret_refresher::logging;
@@ -68,6 +69,9 @@ fn main() -> ExitCode {
         } else {
             RunStatus::SomeFailed.exit_code()
         };
+    }
+    if let Some(Command::Watch(args)) = &command {
+        return runtime.block_on(watch::run(&config, args)).exit_code();
     }
     if let Some(Command::Doctor(_)) = command {
         let rows = runtime.block_on(doctor::run(&config));

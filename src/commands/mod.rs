@@ -7,3 +7,4 @@ pub mod doctor_image;
 pub mod kubelet_credential_provider;
 pub mod kubelet_install;
 pub mod refresh;
+pub mod watch;
