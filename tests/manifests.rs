@@ -728,3 +728,113 @@ fn watch_wiring_follows_a_renamed_install() {
     let pod = &one(&objects, "Deployment", None)["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "x-ecr-secret-refresher");
 }
+
+/// Polls `done` every 50 ms for at most `limit`.
+async fn wait_until(limit: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The watch overlay's rules are enough and no more for everything the binary does under them:
+/// the one-shot's paths, and a `watch` replica that takes the Lease, fills a namespace created
+/// while it runs, and releases the Lease on SIGTERM. Nothing is refused, and every granted
+/// (verb, resource) pair is used.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_overlay_grants_exactly_what_both_modes_use() {
+    let objects = render("watch");
+    let rules = rules_of(&objects);
+    let lease = one(&objects, "ConfigMap", None)["data"]["ECR_REFRESHER_LEASE_NAME"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let install_ns = one(&objects, "ServiceAccount", None)["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let h = Harness::new(&["team-a", "team-b", &install_ns]).await;
+    h.kube.enforce_rules(rules.clone());
+    exercise(&h, "team-a,team-b", true, &[]).await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = tokio::process::Command::new(BIN)
+        .args(["watch", "--namespaces", "team-*", "--listen", &listen])
+        .args(["--lease-name", &lease, "--lease-namespace", &install_ns])
+        .env_clear()
+        .envs(h.base_env())
+        .env("POD_NAME", "refresher-0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let pid = child.id().unwrap().to_string();
+    let limit = std::time::Duration::from_secs(30);
+    wait_until(limit, "the replica holds the Lease", || {
+        h.kube
+            .get("leases", &install_ns, &lease)
+            .is_some_and(|l| l["spec"]["holderIdentity"] == "refresher-0")
+    })
+    .await;
+    h.kube.add_namespace("team-c", &[]);
+    wait_until(limit, "the new namespace has its Secret", || {
+        h.secret("team-c", "ecr").is_some()
+    })
+    .await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("watch exits within 10 s of SIGTERM")
+        .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_secrets(&output);
+    assert!(out.status.success(), "{output}");
+    let released = h.kube.get("leases", &install_ns, &lease).unwrap();
+    assert!(
+        released["spec"]["holderIdentity"]
+            .as_str()
+            .is_none_or(str::is_empty),
+        "the Lease is released on SIGTERM: {released}"
+    );
+    assert_used_is_granted(&h, &rules);
+}
+
+/// Every variable the watch overlay's ConfigMap sets is an environment twin of a flag of
+/// `watch` (the refresh flags and its own).
+#[test]
+fn watch_overlay_configures_only_flags_of_watch() {
+    let help = std::process::Command::new(BIN)
+        .args(["watch", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success(), "watch --help");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let objects = render("watch");
+    let cm = one(&objects, "ConfigMap", None);
+    let keys: Vec<&String> = cm["data"].as_object().unwrap().keys().collect();
+    assert!(keys.iter().any(|k| *k == "ECR_REFRESHER_LEASE_NAME"));
+    for key in keys {
+        assert!(
+            help.contains(&format!("[env: {key}=")),
+            "watch: {key} is not an environment twin of any flag of `watch`"
+        );
+    }
+}
