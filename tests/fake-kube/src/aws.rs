@@ -173,7 +173,7 @@ async fn forward(
     state: Arc<Mutex<Shared>>,
     client: Client<HttpConnector, Full<Bytes>>,
     upstream: hyper::Uri,
-) -> hyper::Response<Full<Bytes>> {
+) -> http::Response {
     let (mut parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -261,7 +261,7 @@ async fn forward(
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            hyper::Response::from_parts(parts, Full::new(body))
+            hyper::Response::from_parts(parts, Full::new(body).boxed())
         }
         Err(e) => http::response(502, &[], format!("upstream failed: {e}")),
     }
@@ -285,7 +285,7 @@ fn download_url(body: &[u8]) -> http::Response {
 }
 
 /// ECR Public's GetAuthorizationToken (awsJson1_1), as the service documents its answer.
-fn ecr_public_token(access_key: &str) -> hyper::Response<Full<Bytes>> {
+fn ecr_public_token(access_key: &str) -> http::Response {
     use base64::Engine;
     let token = base64::engine::general_purpose::STANDARD
         .encode(format!("AWS:{}", ecr_public_password(access_key)));

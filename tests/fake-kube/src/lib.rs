@@ -1,7 +1,8 @@
 //! A stateful fake Kubernetes API server for ecr-secret-refresher's tests and benchmarks.
 //!
-//! It speaks enough of the core/v1 REST API for the refresher (namespaces, secrets,
-//! serviceaccounts, events, configmaps, SelfSubjectAccessReviews), following the API
+//! It speaks enough of the REST API for the refresher (namespaces, secrets, serviceaccounts,
+//! events, configmaps, SelfSubjectAccessReviews, coordination.k8s.io Leases), with watches on
+//! every collection served from the store's history (see `watch`), following the API
 //! conventions a real API server enforces: `Status` objects with `reason` values,
 //! `resourceVersion` and `metadata.uid`, 404 `NotFound`, 409 `AlreadyExists`/`Conflict`,
 //! 422 `Invalid`, delete preconditions, immutable Secret `type`, JSON patch and merge patch.
@@ -14,8 +15,10 @@ mod aws;
 mod http;
 mod metadata;
 mod rbac;
+mod resources;
 mod server;
 mod store;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -179,8 +182,20 @@ impl Fault {
     }
 }
 
+/// How a watch from a resourceVersion older than the history is answered. The API server's
+/// watch cache answers `ErrorEvent`; other paths (and proxies) answer `Gone`. Clients must
+/// handle both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpiredWatch {
+    /// HTTP 200, then one ERROR event whose object is a Status with code 410, reason
+    /// `Expired`, message `too old resource version: X (Y)`.
+    #[default]
+    ErrorEvent,
+    /// HTTP 410 Gone with that Status as the body.
+    Gone,
+}
+
 /// Everything the server shares between connections.
-#[derive(Default)]
 pub(crate) struct State {
     pub(crate) store: Store,
     pub(crate) log: Vec<Request>,
@@ -189,15 +204,47 @@ pub(crate) struct State {
     pub(crate) rules: Option<Vec<Rule>>,
     /// Serve requests without a bearer token (kubectl sends none over plain HTTP).
     pub(crate) anonymous: bool,
-    /// Continue tokens issued at or before this revision have expired.
-    pub(crate) compacted: u64,
+    /// How a watch from a compacted resourceVersion is answered.
+    pub(crate) expired_watch: ExpiredWatch,
+    /// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK.
+    pub(crate) bookmark_interval: Duration,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            store: Store::default(),
+            log: Vec::new(),
+            faults: Vec::new(),
+            rules: None,
+            anonymous: false,
+            expired_watch: ExpiredWatch::default(),
+            bookmark_interval: watch::DEFAULT_BOOKMARK_INTERVAL,
+        }
+    }
 }
 
 /// A running fake API server. Dropping it stops accepting connections.
 pub struct FakeKube {
     state: Arc<Mutex<State>>,
     addr: std::net::SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    listener: Mutex<Option<Listener>>,
+}
+
+/// The switches of a running listener: stop accepting, and drop every open connection.
+struct Listener {
+    stop: tokio::sync::oneshot::Sender<()>,
+    kill: tokio::sync::watch::Sender<bool>,
+}
+
+async fn listen(
+    addr: &str,
+    state: Arc<Mutex<State>>,
+) -> std::io::Result<(std::net::SocketAddr, Listener)> {
+    let (kill, killed) = tokio::sync::watch::channel(false);
+    let (addr, stop) =
+        http::serve_killable(addr, move |req| server::handle(req, state.clone()), killed).await?;
+    Ok((addr, Listener { stop, kill }))
 }
 
 impl FakeKube {
@@ -209,13 +256,47 @@ impl FakeKube {
     /// Starts a server on the given address, on the current tokio runtime.
     pub async fn start_on(addr: &str) -> std::io::Result<FakeKube> {
         let state = Arc::new(Mutex::new(State::default()));
-        let shared = state.clone();
-        let (addr, tx) = http::serve(addr, move |req| server::handle(req, shared.clone())).await?;
+        let (addr, listener) = listen(addr, state.clone()).await?;
         Ok(FakeKube {
             state,
             addr,
-            shutdown: Some(tx),
+            listener: Mutex::new(Some(listener)),
         })
+    }
+
+    /// The API server goes away: it stops listening (new connections are refused) and drops
+    /// every open connection, watches included, mid-stream. The state is kept for
+    /// [`FakeKube::restart`]. To make it answer 503 or hang instead, inject
+    /// `Fault::status(503)` or `Fault::hang()` (these apply to watches when they are opened).
+    pub fn stop(&self) {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(l) = listener {
+            l.kill.send_replace(true);
+            let _ = l.stop.send(());
+        }
+    }
+
+    /// Listens again on the same address, with the same objects and history.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        self.stop();
+        // The old accept loop drops its socket as soon as it sees the stop; retry briefly.
+        let mut tries = 0;
+        let listener = loop {
+            match listen(&self.addr.to_string(), self.state.clone()).await {
+                Ok((_, l)) => break l,
+                Err(e) if tries < 50 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+        Ok(())
     }
 
     pub fn url(&self) -> String {
@@ -262,6 +343,73 @@ impl FakeKube {
         st.store
             .insert_raw("serviceaccounts", name, sa)
             .expect("seeding a ServiceAccount");
+    }
+
+    /// Replaces a namespace's labels (keeping the `kubernetes.io/metadata.name` label the
+    /// server maintains), as `kubectl label` would: a MODIFIED event for watches. Returns false
+    /// when there is no such namespace.
+    pub fn set_namespace_labels(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        let mut st = self.state();
+        let Some(mut ns) = st.store.get("namespaces", "", name).cloned() else {
+            return false;
+        };
+        let mut map: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        map.insert("kubernetes.io/metadata.name".into(), json!(name));
+        ns["metadata"]["labels"] = Value::Object(map);
+        st.store.replace("namespaces", "", ns);
+        true
+    }
+
+    /// How a watch from a compacted resourceVersion is answered (default: an ERROR event, as
+    /// the API server's watch cache does).
+    pub fn set_expired_watch(&self, answer: ExpiredWatch) {
+        self.state().expired_watch = answer;
+    }
+
+    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK (default 5 s; the
+    /// real API server's is about a minute). Applies to watches opened afterwards.
+    pub fn set_bookmark_interval(&self, interval: Duration) {
+        self.state().bookmark_interval = interval;
+    }
+
+    /// The store's current resourceVersion (the one a list would answer).
+    pub fn resource_version(&self) -> String {
+        self.state().store.revision()
+    }
+
+    /// Someone else takes (or renews) a Lease: `holderIdentity` becomes `holder`, `renewTime`
+    /// now, `acquireTime` and `leaseTransitions` move when the holder changes, and the
+    /// resourceVersion moves, so a candidate's next update with the old one gets 409 Conflict.
+    /// Creates the Lease (15 s) if missing. Returns the stored Lease.
+    pub fn steal_lease(&self, namespace: &str, name: &str, holder: &str) -> Value {
+        let mut st = self.state();
+        let now = micro_time(std::time::SystemTime::now());
+        let mut lease = st
+            .store
+            .get("leases", namespace, name)
+            .cloned()
+            .unwrap_or_else(|| {
+                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                       "metadata": {"name": name, "namespace": namespace},
+                       "spec": {"leaseDurationSeconds": 15, "leaseTransitions": 0}})
+            });
+        let spec = &mut lease["spec"];
+        if spec["holderIdentity"].as_str() != Some(holder) {
+            let transitions = spec["leaseTransitions"].as_i64().unwrap_or(0);
+            spec["leaseTransitions"] = json!(transitions + 1);
+            spec["acquireTime"] = json!(now);
+        }
+        spec["holderIdentity"] = json!(holder);
+        spec["renewTime"] = json!(now);
+        st.store.replace("leases", namespace, lease)
+    }
+
+    /// Reads a Lease, if present.
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.get("leases", namespace, name)
     }
 
     /// Removes one object, as if someone deleted it.
@@ -325,16 +473,22 @@ impl FakeKube {
 
     /// Compacts the store's history, as etcd does every few minutes: a list continue token
     /// issued before now then answers 410 Expired.
+    /// Watches from a resourceVersion before now are answered as expired (see
+    /// [`FakeKube::set_expired_watch`]); watches already open go on.
     pub fn compact(&self) {
-        let mut st = self.state();
-        st.compacted = st.store.revision().parse().unwrap_or(0);
+        self.state().store.compact();
     }
 }
 
 impl Drop for FakeKube {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        let listener = self
+            .listener
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(l) = listener {
+            let _ = l.stop.send(());
         }
     }
 }
@@ -419,5 +573,29 @@ users:
   user:
     token: fake-token
 "
+    )
+}
+
+/// A Kubernetes MicroTime (`2026-01-01T00:00:00.000000Z`), as Lease times are written.
+pub fn micro_time(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
     )
 }

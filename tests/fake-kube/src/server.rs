@@ -9,16 +9,10 @@ use hyper::body::{Bytes, Incoming};
 use serde_json::{Value, json};
 
 use crate::http::{self, Response};
+use crate::resources::{self, RESOURCES, Resource};
 use crate::store::{Requirement, name_of, parse_selector};
-use crate::{Request, State, rbac};
-
-/// Resources the server knows, with their kind and whether they are namespaced.
-const RESOURCES: &[(&str, &str)] = &[
-    ("secrets", "Secret"),
-    ("serviceaccounts", "ServiceAccount"),
-    ("events", "Event"),
-    ("configmaps", "ConfigMap"),
-];
+use crate::watch::{self, Start, Watch};
+use crate::{ExpiredWatch, Request, State, rbac};
 
 /// The conventional `reason` for an HTTP status, as the API server's Status objects carry it.
 pub(crate) fn reason_for(status: u16) -> &'static str {
@@ -96,6 +90,17 @@ impl Status {
     }
     fn into_response(self) -> Response {
         let retry_after = self.extra.as_ref().and_then(|e| e.retry_after);
+        let body = self.body();
+        let mut resp = json_response(self.code, &body);
+        if let Some(secs) = retry_after
+            && let Ok(v) = secs.to_string().parse()
+        {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        resp
+    }
+    fn body(&self) -> Value {
+        let retry_after = self.extra.as_ref().and_then(|e| e.retry_after);
         let mut details = serde_json::Map::new();
         if !self.name.is_empty() {
             details.insert("name".into(), json!(self.name));
@@ -110,18 +115,11 @@ impl Status {
             Some(t) => json!({"continue": t}),
             None => json!({}),
         };
-        let body = json!({
+        json!({
             "kind": "Status", "apiVersion": "v1", "metadata": metadata,
             "status": "Failure", "message": self.message, "reason": self.reason,
             "details": details, "code": self.code,
-        });
-        let mut resp = json_response(self.code, &body);
-        if let Some(secs) = retry_after
-            && let Ok(v) = secs.to_string().parse()
-        {
-            resp.headers_mut().insert("retry-after", v);
-        }
-        resp
+        })
     }
 }
 
@@ -136,50 +134,69 @@ fn json_response(code: u16, body: &Value) -> Response {
 /// What a request path addresses.
 struct Target {
     group: String,
+    version: String,
     resource: String,
     namespace: String,
     name: String,
 }
 
 fn parse_path(path: &str) -> Option<Target> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let t = |group: &str, resource: &str, namespace: &str, name: &str| Target {
+    let trimmed = path.trim_matches('/');
+    let segs: Vec<&str> = trimmed.split('/').collect();
+    let t = |group: &str, version: &str, resource: &str, namespace: &str, name: &str| Target {
         group: group.into(),
+        version: version.into(),
         resource: resource.into(),
         namespace: namespace.into(),
         name: name.into(),
     };
     match segs.as_slice() {
-        ["version"] => Some(t("", "version", "", "")),
-        ["api"] | ["apis"] | ["api", "v1"] => Some(t(
-            "",
-            "discovery",
-            "",
-            &path.trim_matches('/').replace('/', "."),
-        )),
-        ["api", "v1", "namespaces"] => Some(t("", "namespaces", "", "")),
-        ["api", "v1", "namespaces", ns] => Some(t("", "namespaces", "", ns)),
-        ["api", "v1", "namespaces", ns, res] => Some(t("", res, ns, "")),
-        ["api", "v1", "namespaces", ns, res, name] => Some(t("", res, ns, name)),
-        ["api", "v1", res] => Some(t("", res, "", "")),
+        ["version"] => return Some(t("", "", "version", "", "")),
+        // Discovery documents are named by their path.
+        ["api"] | ["apis"] | ["api", "v1"] | ["apis", _] | ["apis", _, _] => {
+            return Some(t("", "", "discovery", "", trimmed));
+        }
         [
             "apis",
             "authorization.k8s.io",
             "v1",
             "selfsubjectaccessreviews",
-        ] => Some(t(
-            "authorization.k8s.io",
-            "selfsubjectaccessreviews",
-            "",
-            "",
-        )),
+        ] => {
+            return Some(t(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+                "",
+                "",
+            ));
+        }
+        _ => {}
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    match rest {
+        ["namespaces"] => Some(t(group, version, "namespaces", "", "")),
+        ["namespaces", ns] => Some(t(group, version, "namespaces", "", ns)),
+        ["namespaces", ns, res] => Some(t(group, version, res, ns, "")),
+        ["namespaces", ns, res, name] => Some(t(group, version, res, ns, name)),
+        [res] => Some(t(group, version, res, "", "")),
+        [res, name] => Some(t(group, version, res, "", name)),
         _ => None,
     }
 }
 
-fn verb_of(method: &Method, t: &Target) -> String {
+/// Whether the query asks for a watch (`watch=true` or `watch=1`, as the API server parses it).
+fn is_watch(query: &str) -> bool {
+    query_param(query, "watch").is_some_and(|w| w == "true" || w == "1")
+}
+
+fn verb_of(method: &Method, t: &Target, query: &str) -> String {
     let collection = t.name.is_empty();
     match *method {
+        Method::GET if collection && is_watch(query) => "watch",
         Method::GET if collection => "list",
         Method::GET => "get",
         Method::POST => "create",
@@ -258,7 +275,7 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
             .into_response();
     };
     let mut entry = Request {
-        verb: verb_of(&method, &target),
+        verb: verb_of(&method, &target, &query),
         group: target.group.clone(),
         resource: target.resource.clone(),
         namespace: target.namespace.clone(),
@@ -343,11 +360,20 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
     } else if !authorized && !st.anonymous {
         Status::new(401, "Unauthorized").into_response()
     } else if st.rules.as_ref().is_some_and(|rules| {
+        // Discovery and version are open to every authenticated user (system:discovery).
         entry.resource != "version"
+            && entry.resource != "discovery"
             && entry.resource != "selfsubjectaccessreviews"
             && !rbac::allowed(rules, &entry)
     }) {
         forbidden(&entry).into_response()
+    } else if entry.verb == "watch" {
+        let answer = open_watch(&st, state.clone(), &target, &query, &accept);
+        entry.answered_kind = match &answer {
+            Ok(_) => "WatchEvent".into(),
+            Err(_) => "Status".into(),
+        };
+        answer.unwrap_or_else(Status::into_response)
     } else {
         match route(
             &mut st,
@@ -438,21 +464,11 @@ fn route(
         return access_review(st, body);
     }
     if t.resource == "discovery" {
-        return Ok((200, discovery(&t.name)));
+        return discovery(&t.name)
+            .map(|d| (200, d))
+            .ok_or_else(|| Status::new(404, "the server could not find the requested resource"));
     }
-    let kind = if t.resource == "namespaces" {
-        "Namespace"
-    } else {
-        match RESOURCES.iter().find(|(r, _)| *r == t.resource) {
-            Some((_, kind)) => kind,
-            None => {
-                return Err(Status::new(
-                    404,
-                    "the server could not find the requested resource",
-                ));
-            }
-        }
-    };
+    let r = resource_of(t)?;
     // Collections and objects below a namespace need the namespace to exist.
     if !t.namespace.is_empty() && st.store.namespace_phase(&t.namespace).is_none() && verb != "list"
     {
@@ -465,21 +481,26 @@ fn route(
                 Some(s) => parse_selector(&s).map_err(|e| Status::new(400, e))?,
                 None => Vec::<Requirement>::new(),
             };
-            let scope = match (res, ns) {
-                ("namespaces", _) => Some(""),
-                (_, "") => None,
-                (_, ns) => Some(ns),
+            let scope = match (r.namespaced, ns) {
+                (false, _) => Some(""),
+                (true, "") => None,
+                (true, ns) => Some(ns),
             };
-            let items = st.store.list(res, scope, &selector);
+            let name = field_selector_name(query)?;
+            let items = st
+                .store
+                .list(res, scope, &selector)
+                .into_iter()
+                .filter(|o| name.as_ref().is_none_or(|n| *n == name_of(o)))
+                .collect();
             let page = paginate(st, items, query)?;
-            Ok((200, list_body(kind, page, accept, st.store.revision())))
+            Ok((200, list_body(r, page, accept, st.store.revision())))
         }
         "get" => st
             .store
             .get(res, ns, &t.name)
-            .cloned()
-            .map(|o| (200, o))
-            .ok_or_else(|| Status::not_found(res, &t.name)),
+            .map(|o| (200, as_negotiated(o, accept)))
+            .ok_or_else(|| Status::not_found(&r.qualified(), &t.name)),
         "create" => {
             let mut obj = parse_body(body)?;
             if !t.name.is_empty() {
@@ -494,25 +515,25 @@ fn route(
                 )
                 .details(res, &name_of(&obj)));
             }
-            normalize(&mut obj, kind);
-            validate(&obj, kind, None)?;
+            normalize(&mut obj, r);
+            validate(&obj, r, None)?;
             if obj["metadata"]["resourceVersion"]
                 .as_str()
                 .is_some_and(|v| !v.is_empty())
             {
                 return Err(Status::invalid(
-                    kind,
+                    &r.qualified_kind(),
                     &name_of(&obj),
                     "metadata.resourceVersion: Invalid value: must not be set on create",
                 ));
             }
             let name = name_of(&obj);
-            let store_ns = if res == "namespaces" { "" } else { ns };
+            let store_ns = if r.namespaced { ns } else { "" };
             st.store
                 .create(res, store_ns, obj)
                 .map(|o| (201, o))
                 .ok_or_else(|| {
-                    Status::new(409, format!("{res} \"{name}\" already exists"))
+                    Status::new(409, format!("{} \"{name}\" already exists", r.qualified()))
                         .reason("AlreadyExists")
                         .details(res, &name)
                 })
@@ -530,13 +551,20 @@ fn route(
                 .store
                 .get(res, ns, &t.name)
                 .cloned()
-                .ok_or_else(|| Status::not_found(res, &t.name))?;
+                .ok_or_else(|| Status::not_found(&r.qualified(), &t.name))?;
             let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
-            if !rv.is_empty() && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or("") {
-                return Err(Status::conflict(res, &t.name));
+            if rv.is_empty() && !allows_unconditional_update(r) {
+                return Err(Status::invalid(
+                    &r.qualified_kind(),
+                    &t.name,
+                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+                ));
             }
-            normalize(&mut obj, kind);
-            validate(&obj, kind, Some(&old))?;
+            if !rv.is_empty() && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or("") {
+                return Err(Status::conflict(&r.qualified(), &t.name));
+            }
+            normalize(&mut obj, r);
+            validate(&obj, r, Some(&old))?;
             Ok((200, st.store.replace(res, ns, obj)))
         }
         "patch" => {
@@ -544,7 +572,7 @@ fn route(
                 .store
                 .get(res, ns, &t.name)
                 .cloned()
-                .ok_or_else(|| Status::not_found(res, &t.name))?;
+                .ok_or_else(|| Status::not_found(&r.qualified(), &t.name))?;
             let patch = parse_body(body)?;
             let mut obj = old.clone();
             match content_type.split(';').next().unwrap_or("").trim() {
@@ -568,17 +596,17 @@ fn route(
             }
             let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
             if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or("") {
-                return Err(Status::conflict(res, &t.name));
+                return Err(Status::conflict(&r.qualified(), &t.name));
             }
             if name_of(&obj) != t.name {
                 return Err(Status::invalid(
-                    kind,
+                    &r.qualified_kind(),
                     &t.name,
                     "metadata.name: Invalid value: field is immutable",
                 ));
             }
-            normalize(&mut obj, kind);
-            validate(&obj, kind, Some(&old))?;
+            normalize(&mut obj, r);
+            validate(&obj, r, Some(&old))?;
             Ok((200, st.store.replace(res, ns, obj)))
         }
         "delete" => {
@@ -586,7 +614,7 @@ fn route(
                 .store
                 .get(res, ns, &t.name)
                 .cloned()
-                .ok_or_else(|| Status::not_found(res, &t.name))?;
+                .ok_or_else(|| Status::not_found(&r.qualified(), &t.name))?;
             if !body.is_empty() {
                 let opts = parse_body(body)?;
                 let pre = &opts["preconditions"];
@@ -653,7 +681,7 @@ fn paginate(st: &State, items: Vec<Value>, query: &str) -> Result<Page, Status> 
                 Some(rv) if rv > 0 => rv as u64,
                 _ => 0,
             };
-            if v["rv"].as_i64() != Some(-1) && rv <= st.compacted {
+            if v["rv"].as_i64() != Some(-1) && rv <= st.store.compacted() {
                 let mut expired = Status::new(
                     410,
                     "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
@@ -716,19 +744,13 @@ fn paginate(st: &State, items: Vec<Value>, query: &str) -> Result<Page, Status> 
 /// A list response: the full objects, or, when the client asks for
 /// `application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`, their metadata only, as
 /// the API server's content negotiation answers.
-fn list_body(kind: &str, page: Page, accept: &str, revision: String) -> Value {
+fn list_body(r: &Resource, page: Page, accept: &str, revision: String) -> Value {
     let mut meta = json!({"resourceVersion": revision});
     if let Some(token) = page.continue_token {
         meta["continue"] = json!(token);
         meta["remainingItemCount"] = json!(page.remaining);
     }
-    let metadata_only = accept.split(',').any(|a| {
-        let params: Vec<&str> = a.split(';').map(str::trim).collect();
-        params.contains(&"as=PartialObjectMetadataList")
-            && params.contains(&"g=meta.k8s.io")
-            && params.contains(&"v=v1")
-    });
-    if metadata_only {
+    if wants(accept, "PartialObjectMetadataList") {
         let items: Vec<Value> = page
             .items
             .into_iter()
@@ -736,7 +758,7 @@ fn list_body(kind: &str, page: Page, accept: &str, revision: String) -> Value {
             .collect();
         return json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items});
     }
-    json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": meta, "items": page.items})
+    json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(), "metadata": meta, "items": page.items})
 }
 
 fn check_namespace_field(obj: &Value, ns: &str) -> Result<(), Status> {
@@ -751,9 +773,10 @@ fn check_namespace_field(obj: &Value, ns: &str) -> Result<(), Status> {
 
 /// Defaults the API server applies: kind and apiVersion, the namespace name label, Secret
 /// `type`, `stringData` folded into `data`.
-fn normalize(obj: &mut Value, kind: &str) {
+fn normalize(obj: &mut Value, r: &Resource) {
+    let kind = r.kind;
     obj["kind"] = json!(kind);
-    obj["apiVersion"] = json!("v1");
+    obj["apiVersion"] = json!(r.api_version());
     if kind == "Namespace" {
         // The API server labels every namespace with its name (GA since 1.22).
         let name = name_of(obj);
@@ -793,7 +816,8 @@ fn is_dns_subdomain(s: &str) -> bool {
 }
 
 /// Validation the API server performs on create and update.
-fn validate(obj: &Value, kind: &str, old: Option<&Value>) -> Result<(), Status> {
+fn validate(obj: &Value, r: &Resource, old: Option<&Value>) -> Result<(), Status> {
+    let kind = &r.qualified_kind();
     let name = name_of(obj);
     if !is_dns_subdomain(&name) {
         return Err(Status::invalid(
@@ -810,13 +834,13 @@ fn validate(obj: &Value, kind: &str, old: Option<&Value>) -> Result<(), Status> 
             && !uid.is_empty()
             && uid != old_uid
         {
-            return Err(Status::conflict(
-                &format!("{}s", kind.to_lowercase()),
-                &name,
-            ));
+            return Err(Status::conflict(&r.qualified(), &name));
         }
     }
-    if kind != "Secret" {
+    if r.kind == "Lease" {
+        return validate_lease(obj, kind, &name);
+    }
+    if r.kind != "Secret" {
         return Ok(());
     }
     let data = &obj["data"];
@@ -885,23 +909,198 @@ fn validate(obj: &Value, kind: &str, old: Option<&Value>) -> Result<(), Status> 
     Ok(())
 }
 
-/// Discovery documents, so that kubectl (the shell baseline of the benchmarks) can map
-/// `secret` to its REST path.
-fn discovery(which: &str) -> Value {
-    match which {
-        "api" => {
-            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
-        }
-        "apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
-        _ => {
-            let verbs = json!(["create", "delete", "get", "list", "patch", "update"]);
-            let mut resources: Vec<Value> = RESOURCES
-                .iter()
-                .map(|(name, kind)| json!({"name": name, "singularName": kind.to_lowercase(), "namespaced": true, "kind": kind, "verbs": verbs}))
+/// Discovery documents, so that kubectl (the shell baseline of the benchmarks, and the
+/// manifest tests) can map kinds to REST paths. `which` is the path: `api`, `apis`, `api/v1`,
+/// `apis/GROUP`, `apis/GROUP/VERSION`.
+fn discovery(which: &str) -> Option<Value> {
+    let group_doc = |group: &str, version: &str| {
+        let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+        json!({"name": group, "versions": [gv], "preferredVersion": gv})
+    };
+    match which.split('/').collect::<Vec<_>>().as_slice() {
+        ["api"] => Some(
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+        ),
+        ["apis"] => {
+            let groups: Vec<Value> = resources::groups()
+                .into_iter()
+                .map(|(g, v)| group_doc(g, v))
                 .collect();
-            resources.push(json!({"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace", "verbs": verbs, "shortNames": ["ns"]}));
-            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources})
+            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
         }
+        ["apis", group] => resources::groups()
+            .into_iter()
+            .find(|(g, _)| g == group)
+            .map(|(g, v)| {
+                let mut doc = group_doc(g, v);
+                doc["kind"] = json!("APIGroup");
+                doc["apiVersion"] = json!("v1");
+                doc
+            }),
+        ["api", "v1"] => Some(resource_list("", "v1")),
+        ["apis", group, version] => RESOURCES
+            .iter()
+            .any(|r| r.group == *group && r.version == *version)
+            .then(|| resource_list(group, version)),
+        _ => None,
+    }
+}
+
+fn resource_list(group: &str, version: &str) -> Value {
+    let verbs = json!([
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch"
+    ]);
+    let resources: Vec<Value> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .map(|r| {
+            json!({"name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced,
+                   "kind": r.kind, "verbs": verbs, "shortNames": r.short_names})
+        })
+        .collect();
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+/// The resource a path names, or the API server's 404 for one it does not serve.
+fn resource_of(t: &Target) -> Result<&'static Resource, Status> {
+    resources::find(&t.group, &t.version, &t.resource)
+        .filter(|r| r.namespaced || t.namespace.is_empty())
+        .ok_or_else(|| Status::new(404, "the server could not find the requested resource"))
+}
+
+/// Whether an update without `metadata.resourceVersion` is allowed: not for Leases, whose
+/// strategy refuses unconditional updates so that two holders cannot both win.
+fn allows_unconditional_update(r: &Resource) -> bool {
+    r.kind != "Lease"
+}
+
+/// The Lease validation that matters to leader election.
+fn validate_lease(obj: &Value, kind: &str, name: &str) -> Result<(), Status> {
+    let spec = &obj["spec"];
+    if let Some(d) = spec.get("leaseDurationSeconds").filter(|d| !d.is_null())
+        && d.as_i64().is_none_or(|d| d <= 0)
+    {
+        return Err(Status::invalid(
+            kind,
+            name,
+            &format!("spec.leaseDurationSeconds: Invalid value: {d}: must be greater than 0"),
+        ));
+    }
+    if let Some(h) = spec.get("holderIdentity").filter(|h| !h.is_null())
+        && !h.is_string()
+    {
+        return Err(Status::new(
+            400,
+            "json: cannot unmarshal into Go struct field LeaseSpec.spec.holderIdentity of type string",
+        ));
+    }
+    Ok(())
+}
+
+/// `fieldSelector=metadata.name=NAME` (what kube's `watch_object` sends); other field
+/// selectors are refused, as the API server refuses fields a resource does not index.
+fn field_selector_name(query: &str) -> Result<Option<String>, Status> {
+    let Some(sel) = query_param(query, "fieldSelector").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let term = sel
+        .strip_prefix("metadata.name=")
+        .or_else(|| sel.strip_prefix("metadata.name=="));
+    match term {
+        Some(name) if !name.contains(',') => Ok(Some(name.to_string())),
+        _ => Err(Status::new(
+            400,
+            format!("field label not supported by this fake: {sel}"),
+        )),
+    }
+}
+
+/// Whether the client asked for metadata only (`as=KIND` with `g=meta.k8s.io;v=v1`).
+fn wants(accept: &str, as_kind: &str) -> bool {
+    accept.split(',').any(|a| {
+        let params: Vec<&str> = a.split(';').map(str::trim).collect();
+        params.contains(&format!("as={as_kind}").as_str())
+            && params.contains(&"g=meta.k8s.io")
+            && params.contains(&"v=v1")
+    })
+}
+
+/// One object, or its PartialObjectMetadata when the client asks for that.
+fn as_negotiated(obj: &Value, accept: &str) -> Value {
+    if wants(accept, "PartialObjectMetadata") {
+        json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+    } else {
+        obj.clone()
+    }
+}
+
+/// Opens a watch on a collection, or answers why not.
+fn open_watch(
+    st: &State,
+    shared: Arc<Mutex<State>>,
+    t: &Target,
+    query: &str,
+    accept: &str,
+) -> Result<Response, Status> {
+    let r = resource_of(t)?;
+    let selector = match query_param(query, "labelSelector") {
+        Some(s) => parse_selector(&s).map_err(|e| Status::new(400, e))?,
+        None => Vec::new(),
+    };
+    let name = field_selector_name(query)?;
+    let flag = |k: &str| query_param(query, k).is_some_and(|v| v == "true" || v == "1");
+    let send_initial = query_param(query, "sendInitialEvents");
+    let rv = query_param(query, "resourceVersion").unwrap_or_default();
+    let start = match (rv.as_str(), send_initial.as_deref()) {
+        (_, Some("true")) => Start::Now,
+        // Explicitly no initial events from "now": only what changes from here on.
+        ("" | "0", Some("false")) => Start::After(st.store.revision_number()),
+        ("" | "0", _) => Start::Now,
+        (rv, _) => Start::After(rv.parse().map_err(|_| {
+            Status::new(400, format!("invalid resource version: {rv}")).reason("BadRequest")
+        })?),
+    };
+    if send_initial.as_deref() == Some("true") && !flag("allowWatchBookmarks") {
+        return Err(Status::invalid(
+            "ListOptions.meta.k8s.io",
+            "",
+            "allowWatchBookmarks: Required value: allowWatchBookmarks must be set to true when sendInitialEvents is set",
+        ));
+    }
+    let timeout = query_param(query, "timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(watch::DEFAULT_TIMEOUT);
+    let request = Watch {
+        resource: r,
+        namespace: (!t.namespace.is_empty()).then(|| t.namespace.clone()),
+        selector,
+        name,
+        metadata_only: wants(accept, "PartialObjectMetadata"),
+        start,
+        initial_events_end: send_initial.as_deref() == Some("true"),
+        bookmarks: flag("allowWatchBookmarks"),
+        timeout,
+        bookmark_interval: st.bookmark_interval,
+    };
+    match watch::open(st, shared, request) {
+        Ok(resp) => Ok(resp),
+        Err(expired) => match st.expired_watch {
+            ExpiredWatch::ErrorEvent => Ok(watch::expired_stream(expired)),
+            ExpiredWatch::Gone => Ok(json_response(410, &expired.status())),
+        },
     }
 }
 
@@ -953,10 +1152,10 @@ mod tests {
             st.store
                 .insert_raw("namespaces", "", json!({"metadata": {"name": format!("ns-{i}")}, "spec": {"finalizers": ["kubernetes"]}}));
         }
-        let all = || st.store.list("namespaces", Some(""), &[]);
+        let all = |st: &State| st.store.list("namespaces", Some(""), &[]);
         const META: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
-        let page = paginate(&st, all(), "limit=2").unwrap();
-        let body = list_body("Namespace", page, META, st.store.revision());
+        let page = paginate(&st, all(&st), "limit=2").unwrap();
+        let body = list_body(&RESOURCES[0], page, META, st.store.revision());
         assert_eq!(body["kind"], "PartialObjectMetadataList");
         assert_eq!(body["apiVersion"], "meta.k8s.io/v1");
         assert_eq!(body["metadata"]["remainingItemCount"], 3);
@@ -965,34 +1164,34 @@ mod tests {
         assert!(body["items"][0].get("spec").is_none(), "metadata only");
         let token = body["metadata"]["continue"].as_str().unwrap().to_string();
         let query = format!("limit=2&continue={token}");
-        let page = paginate(&st, all(), &query).unwrap();
-        let body = list_body("Namespace", page, "application/json", st.store.revision());
+        let page = paginate(&st, all(&st), &query).unwrap();
+        let body = list_body(&RESOURCES[0], page, "application/json", st.store.revision());
         assert_eq!(body["kind"], "NamespaceList");
         assert_eq!(body["items"][0]["metadata"]["name"], "ns-2");
         assert_eq!(body["items"][0]["spec"]["finalizers"][0], "kubernetes");
         let last = body["metadata"]["continue"].as_str().unwrap().to_string();
-        let page = paginate(&st, all(), &format!("limit=2&continue={last}")).unwrap();
+        let page = paginate(&st, all(&st), &format!("limit=2&continue={last}")).unwrap();
         assert_eq!(page.items.len(), 1);
         assert!(page.continue_token.is_none());
         // A token that does not decode is a bad request; one from before a compaction expired.
-        let bad = paginate(&st, all(), "limit=2&continue=bm90LWEtdG9rZW4=")
+        let bad = paginate(&st, all(&st), "limit=2&continue=bm90LWEtdG9rZW4=")
             .err()
             .unwrap();
         assert_eq!((bad.code, bad.reason.as_str()), (400, "BadRequest"));
-        st.compacted = st.store.revision().parse().unwrap();
-        let gone = paginate(&st, all(), &query).err().unwrap();
+        st.store.compact();
+        let gone = paginate(&st, all(&st), &query).err().unwrap();
         assert_eq!((gone.code, gone.reason.as_str()), (410, "Expired"));
         let onward = gone
             .extra
             .and_then(|e| e.continue_token)
             .expect("a 410 offers an inconsistent continuation");
-        let rest = paginate(&st, all(), &format!("limit=2&continue={onward}")).unwrap();
+        let rest = paginate(&st, all(&st), &format!("limit=2&continue={onward}")).unwrap();
         assert_eq!(
             rest.items[0]["metadata"]["name"], "ns-2",
             "from where the token was"
         );
         assert!(
-            paginate(&st, all(), "limit=2").is_ok(),
+            paginate(&st, all(&st), "limit=2").is_ok(),
             "a new list still works"
         );
     }

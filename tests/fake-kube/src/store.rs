@@ -1,4 +1,5 @@
-//! The object store: objects by (resource, namespace, name), with uids and resource versions.
+//! The object store: objects by (resource, namespace, name), with uids and resource versions,
+//! and the history of changes that watches are served from (as etcd keeps it until compacted).
 
 use std::collections::BTreeMap;
 
@@ -6,14 +7,96 @@ use serde_json::{Value, json};
 
 type Key = (String, String, String);
 
-#[derive(Default)]
+/// What happened to an object, as a watch event's `type` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One change in the history. `object` is the object after the change (for a deletion, its
+/// last state stamped with the deletion's resourceVersion, as the API server sends it);
+/// `prev` the object before a modification, so that a watch with a label selector can tell an
+/// object that stopped or started matching.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub(crate) revision: u64,
+    pub(crate) change: Change,
+    pub(crate) resource: String,
+    pub(crate) namespace: String,
+    pub(crate) object: Value,
+    pub(crate) prev: Option<Value>,
+}
+
 pub(crate) struct Store {
     objects: BTreeMap<Key, Value>,
     revision: u64,
     uids: u64,
+    /// Changes after `compacted`, oldest first.
+    history: Vec<Event>,
+    /// Revision up to which the history was dropped.
+    compacted: u64,
+    /// Tells open watches that the revision moved.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            objects: BTreeMap::new(),
+            revision: 0,
+            uids: 0,
+            history: Vec::new(),
+            compacted: 0,
+            changes: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl Store {
+    fn record(&mut self, change: Change, key: &Key, object: Value, prev: Option<Value>) {
+        self.history.push(Event {
+            revision: self.revision,
+            change,
+            resource: key.0.clone(),
+            namespace: key.1.clone(),
+            object,
+            prev,
+        });
+        self.changes.send_replace(self.revision);
+    }
+
+    /// A receiver that wakes when the revision moves.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The changes after revision `after`, or `Err(oldest)` when the history no longer reaches
+    /// back that far.
+    pub(crate) fn changes_after(&self, after: u64) -> Result<&[Event], u64> {
+        if after < self.compacted {
+            return Err(self.compacted);
+        }
+        let start = self.history.partition_point(|e| e.revision <= after);
+        Ok(&self.history[start..])
+    }
+
+    /// Drops the history up to now, as etcd's compaction does.
+    pub(crate) fn compact(&mut self) {
+        self.compacted = self.revision;
+        self.history.clear();
+    }
+
+    /// The revision the history was last compacted at.
+    pub(crate) fn compacted(&self) -> u64 {
+        self.compacted
+    }
+
+    pub(crate) fn revision_number(&self) -> u64 {
+        self.revision
+    }
+
     fn next_revision(&mut self) -> String {
         self.revision += 1;
         self.revision.to_string()
@@ -73,7 +156,8 @@ impl Store {
         if !namespace.is_empty() {
             meta.insert("namespace".into(), json!(namespace));
         }
-        self.objects.insert(key, obj.clone());
+        self.objects.insert(key.clone(), obj.clone());
+        self.record(Change::Added, &key, obj.clone(), None);
         Some(obj)
     }
 
@@ -81,7 +165,8 @@ impl Store {
     pub(crate) fn replace(&mut self, resource: &str, namespace: &str, mut obj: Value) -> Value {
         let name = name_of(&obj);
         let key = (resource.to_string(), namespace.to_string(), name);
-        let (uid, created) = match self.objects.get(&key) {
+        let prev = self.objects.get(&key).cloned();
+        let (uid, created) = match &prev {
             Some(old) => (
                 old["metadata"]["uid"].clone(),
                 old["metadata"]["creationTimestamp"].clone(),
@@ -96,20 +181,28 @@ impl Store {
         if !namespace.is_empty() {
             meta.insert("namespace".into(), json!(namespace));
         }
-        self.objects.insert(key, obj.clone());
+        self.objects.insert(key.clone(), obj.clone());
+        let change = if prev.is_some() {
+            Change::Modified
+        } else {
+            Change::Added
+        };
+        self.record(change, &key, obj.clone(), prev);
         obj
     }
 
     pub(crate) fn remove(&mut self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
-        let removed = self.objects.remove(&(
+        let key = (
             resource.to_string(),
             namespace.to_string(),
             name.to_string(),
-        ));
-        if removed.is_some() {
-            self.next_revision();
-        }
-        removed
+        );
+        let removed = self.objects.remove(&key)?;
+        let rv = self.next_revision();
+        let mut last = removed.clone();
+        metadata_mut(&mut last).insert("resourceVersion".into(), json!(rv));
+        self.record(Change::Deleted, &key, last, None);
+        Some(removed)
     }
 
     /// Seeds an object directly (tests), creating or replacing it.
@@ -132,18 +225,28 @@ impl Store {
         })
     }
 
+    /// Starts deleting a namespace: a modification (phase Terminating, a deletionTimestamp),
+    /// as the API server stores it while the namespace controller empties it.
     pub(crate) fn terminate_namespace(&mut self, name: &str) {
-        let key = ("namespaces".to_string(), String::new(), name.to_string());
-        if let Some(ns) = self.objects.get_mut(&key) {
+        if let Some(mut ns) = self.get("namespaces", "", name).cloned() {
             ns["status"]["phase"] = json!("Terminating");
             ns["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            self.replace("namespaces", "", ns);
         }
     }
 
+    /// Removes a namespace and everything in it: one deletion per object, then the namespace.
     pub(crate) fn remove_namespace(&mut self, name: &str) {
-        self.objects
-            .retain(|(r, ns, n), _| ns != name && !(r == "namespaces" && n == name));
-        self.next_revision();
+        let inside: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|(_, ns, _)| ns == name)
+            .cloned()
+            .collect();
+        for (r, ns, n) in inside {
+            self.remove(&r, &ns, &n);
+        }
+        self.remove("namespaces", "", name);
     }
 }
 
@@ -176,7 +279,7 @@ pub(crate) enum Requirement {
 }
 
 impl Requirement {
-    fn matches(&self, obj: &Value) -> bool {
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
         let labels = &obj["metadata"]["labels"];
         let get = |k: &str| labels.get(k).and_then(Value::as_str);
         match self {
