@@ -780,7 +780,7 @@ async fn watch_overlay_grants_exactly_what_both_modes_use() {
     let limit = std::time::Duration::from_secs(30);
     wait_until(limit, "the replica holds the Lease", || {
         h.kube
-            .get("leases", &install_ns, &lease)
+            .lease(&install_ns, &lease)
             .is_some_and(|l| l["spec"]["holderIdentity"] == "refresher-0")
     })
     .await;
@@ -807,7 +807,7 @@ async fn watch_overlay_grants_exactly_what_both_modes_use() {
     );
     assert_no_secrets(&output);
     assert!(out.status.success(), "{output}");
-    let released = h.kube.get("leases", &install_ns, &lease).unwrap();
+    let released = h.kube.lease(&install_ns, &lease).unwrap();
     assert!(
         released["spec"]["holderIdentity"]
             .as_str()
