@@ -12,6 +12,7 @@
 //! with its real kube client.
 
 mod aws;
+mod bench;
 mod http;
 mod metadata;
 mod rbac;
@@ -319,30 +320,7 @@ impl FakeKube {
     /// `kubectl create namespace` made: with the `kubernetes.io/metadata.name` label the server
     /// adds, the `kubernetes` finalizer, and managedFields.
     pub fn add_namespace(&self, name: &str, labels: &[(&str, &str)]) {
-        let mut labels: serde_json::Map<String, Value> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
-        labels.insert("kubernetes.io/metadata.name".into(), json!(name));
-        let obj = json!({
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": labels, "managedFields": [{
-                "manager": "kubectl-create", "operation": "Update", "apiVersion": "v1",
-                "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
-                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:kubernetes.io/metadata.name": {}}}}
-            }]},
-            "spec": {"finalizers": ["kubernetes"]},
-            "status": {"phase": "Active"}
-        });
-        let mut st = self.state();
-        st.store
-            .insert_raw("namespaces", "", obj)
-            .expect("seeding a namespace");
-        // The service account controller gives every namespace a `default` ServiceAccount.
-        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": name}});
-        st.store
-            .insert_raw("serviceaccounts", name, sa)
-            .expect("seeding a ServiceAccount");
+        self.state().store.add_namespace(name, labels);
     }
 
     /// Replaces a namespace's labels (keeping the `kubernetes.io/metadata.name` label the

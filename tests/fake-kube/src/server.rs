@@ -209,7 +209,7 @@ fn verb_of(method: &Method, t: &Target, query: &str) -> String {
     .to_string()
 }
 
-fn query_param(query: &str, key: &str) -> Option<String> {
+pub(crate) fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         (k == key).then(|| percent_decode(v))
@@ -269,6 +269,9 @@ pub(crate) async fn handle(req: hyper::Request<Incoming>, state: Arc<Mutex<State
 
     if path == "/fake/requests" {
         return control(&state, &method);
+    }
+    if path == "/fake/namespaces" || path == "/fake/latency" {
+        return crate::bench::control(&state, &method, &path, &query);
     }
     let Some(target) = parse_path(&path) else {
         return Status::new(404, "the server could not find the requested resource")

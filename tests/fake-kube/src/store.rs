@@ -39,6 +39,8 @@ pub(crate) struct Store {
     compacted: u64,
     /// Tells open watches that the revision moved.
     changes: tokio::sync::watch::Sender<u64>,
+    /// When each object present was first stored (benchmarks time namespace-to-Secret).
+    born: BTreeMap<Key, std::time::Instant>,
 }
 
 impl Default for Store {
@@ -50,12 +52,22 @@ impl Default for Store {
             history: Vec::new(),
             compacted: 0,
             changes: tokio::sync::watch::channel(0).0,
+            born: BTreeMap::new(),
         }
     }
 }
 
 impl Store {
     fn record(&mut self, change: Change, key: &Key, object: Value, prev: Option<Value>) {
+        match change {
+            Change::Added => {
+                self.born.insert(key.clone(), std::time::Instant::now());
+            }
+            Change::Deleted => {
+                self.born.remove(key);
+            }
+            Change::Modified => {}
+        }
         self.history.push(Event {
             revision: self.revision,
             change,
@@ -86,6 +98,31 @@ impl Store {
     pub(crate) fn compact(&mut self) {
         self.compacted = self.revision;
         self.history.clear();
+    }
+
+    /// When an object present now was first stored.
+    pub(crate) fn born(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<std::time::Instant> {
+        self.born
+            .get(&(
+                resource.to_string(),
+                namespace.to_string(),
+                name.to_string(),
+            ))
+            .copied()
+    }
+
+    /// Names of the objects of a cluster-scoped resource (or in one namespace).
+    pub(crate) fn names(&self, resource: &str, namespace: &str) -> Vec<String> {
+        self.objects
+            .keys()
+            .filter(|(r, ns, _)| r == resource && ns == namespace)
+            .map(|(_, _, n)| n.clone())
+            .collect()
     }
 
     /// The revision the history was last compacted at.
@@ -214,6 +251,31 @@ impl Store {
     ) -> Option<Value> {
         obj["metadata"]["name"].as_str()?;
         Some(self.replace(resource, namespace, obj))
+    }
+
+    /// Creates a namespace with the given labels, as the API server stores one that
+    /// `kubectl create namespace` made: with the `kubernetes.io/metadata.name` label the server
+    /// adds, the `kubernetes` finalizer, managedFields, and the `default` ServiceAccount the
+    /// service account controller adds.
+    pub(crate) fn add_namespace(&mut self, name: &str, labels: &[(&str, &str)]) {
+        let mut labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+        let obj = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels, "managedFields": [{
+                "manager": "kubectl-create", "operation": "Update", "apiVersion": "v1",
+                "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:kubernetes.io/metadata.name": {}}}}
+            }]},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"}
+        });
+        self.replace("namespaces", "", obj);
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": name}});
+        self.replace("serviceaccounts", name, sa);
     }
 
     pub(crate) fn namespace_phase(&self, name: &str) -> Option<String> {
