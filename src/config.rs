@@ -253,6 +253,82 @@ pub enum Command {
     /// Answer one kubelet image credential provider request: a CredentialProviderRequest on
     /// stdin, a CredentialProviderResponse on stdout. Needs no cluster settings.
     KubeletCredentialProvider,
+    /// Keep running: refresh at start and before the tokens expire, give a new or newly selected
+    /// namespace its Secret within seconds (a watch of namespace names and labels), and serve
+    /// /healthz, /readyz and /metrics. Replicas elect one leader (a Lease); only it writes.
+    Watch(WatchArgs),
+}
+
+/// How long an ECR token lives: `--refresh-before` must be shorter.
+pub const TOKEN_LIFE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// `watch`: the long-running mode.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct WatchArgs {
+    /// Refresh this long before the earliest token expires (e.g. `1h`, `90m`), less a little
+    /// jitter. ECR tokens live 12 hours, so the default refreshes about every 11 hours.
+    #[arg(
+        long,
+        env = "ECR_REFRESHER_REFRESH_BEFORE",
+        value_parser = parse_duration,
+        default_value = "1h"
+    )]
+    pub refresh_before: std::time::Duration,
+    /// Address and port of the HTTP server for GET /healthz, /readyz and /metrics.
+    #[arg(long, env = "ECR_REFRESHER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Name of the coordination.k8s.io Lease the replicas elect their leader with.
+    #[arg(
+        long,
+        env = "ECR_REFRESHER_LEASE_NAME",
+        default_value = "ecr-secret-refresher"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease. Default: the pod's own namespace, else the kubeconfig context's.
+    #[arg(long, env = "ECR_REFRESHER_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Run without a Lease: for a single replica, or a laptop. Two replicas without it would
+    /// both write.
+    #[arg(long, env = "ECR_REFRESHER_NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+}
+
+impl WatchArgs {
+    /// Checks the names and the margin; `dry_run` is the global --dry-run, which a watch refuses.
+    pub fn validate(&self, dry_run: bool) -> Result<(), ConfigError> {
+        let bad = |flag, message: String| Err(ConfigError::Watch { flag, message });
+        if dry_run {
+            return bad(
+                "--dry-run",
+                "a watch writes Secrets as namespaces appear, so it has no preview; run `ecr-secret-refresher --dry-run` (without `watch`) to see what a refresh would write".into(),
+            );
+        }
+        if self.refresh_before >= TOKEN_LIFE {
+            return bad(
+                "--refresh-before",
+                format!(
+                    "{}s is not shorter than the 12 hours an ECR token lives; the default is 1h",
+                    self.refresh_before.as_secs()
+                ),
+            );
+        }
+        if !is_dns_subdomain(&self.lease_name) {
+            return bad(
+                "--lease-name",
+                format!(
+                    "'{}' is not a valid object name (lower-case letters, digits, '-' and '.')",
+                    self.lease_name
+                ),
+            );
+        }
+        if let Some(ns) = self.lease_namespace.as_ref().filter(|ns| !is_dns_label(ns)) {
+            return bad(
+                "--lease-namespace",
+                format!("'{ns}' is not a namespace name"),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `doctor --image`: follow one image's pull path step by step.
@@ -505,6 +581,8 @@ pub enum ConfigError {
         "--instance: '{0}' is not a valid label value (1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
     )]
     Instance(String),
+    #[error("{flag}: {message}")]
+    Watch { flag: &'static str, message: String },
     #[error("--concurrency must be between 1 and 256, got {0}")]
     Concurrency(usize),
     #[error(
@@ -656,6 +734,9 @@ impl Cli {
         let image_doctor = matches!(&self.command, Some(Command::Doctor(d)) if d.image.is_some());
         if let Some(Command::Doctor(d)) = &self.command {
             d.validate()?;
+        }
+        if let Some(Command::Watch(w)) = &self.command {
+            w.validate(self.dry_run)?;
         }
         if namespaces.include.is_empty() && namespaces.selector.is_none() && !image_doctor {
             return Err(ConfigError::NoNamespaces);

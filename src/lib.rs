@@ -24,3 +24,4 @@ pub mod logging;
 pub mod report;
 pub mod sensitive;
 pub mod shutdown;
+pub mod watch;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use ecr_secret_refresher::commands::{
-    credential_process, doctor, doctor_image, kubelet_credential_provider, refresh,
+    credential_process, doctor, doctor_image, kubelet_credential_provider, refresh, watch,
 };
 use ecr_secret_refresher::config::{Cli, Command};
 use ecr_secret_refresher::logging;
@@ -56,6 +56,9 @@ fn main() -> ExitCode {
         } else {
             RunStatus::SomeFailed.exit_code()
         };
+    }
+    if let Some(Command::Watch(args)) = &command {
+        return runtime.block_on(watch::run(&config, args)).exit_code();
     }
     if let Some(Command::Doctor(_)) = command {
         let rows = runtime.block_on(doctor::run(&config));

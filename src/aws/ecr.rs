@@ -142,22 +142,32 @@ pub async fn registry_auths(
     sdk: &SdkConfig,
     scopes: &[TokenScope],
 ) -> Result<(Vec<RegistryAuth>, Option<Timestamp>), EcrError> {
+    let each = registry_auths_each(sdk, scopes).await?;
+    let earliest = each.iter().fold(None, |e, (_, t)| earliest_of(e, *t));
+    Ok((each.into_iter().map(|(auth, _)| auth).collect(), earliest))
+}
+
+/// The credentials for every registry, each with its own token's expiry (for a metric per
+/// registry). Scopes are fetched concurrently; any failure fails the whole set.
+pub async fn registry_auths_each(
+    sdk: &SdkConfig,
+    scopes: &[TokenScope],
+) -> Result<Vec<(RegistryAuth, Option<Timestamp>)>, EcrError> {
     let tokens = futures::future::join_all(scopes.iter().map(|s| token_for(sdk, s))).await;
     let mut auths = Vec::new();
-    let mut earliest: Option<Timestamp> = None;
     for (scope, token) in scopes.iter().zip(tokens) {
         let token = token?;
         tracing::debug!(region = %scope.region, fips = scope.fips, expires_at = ?token.expires_at, "ECR token obtained");
-        earliest = earliest_of(earliest, token.expires_at);
         for registry in &scope.registries {
-            auths.push(RegistryAuth {
+            let auth = RegistryAuth {
                 host: registry.host.clone(),
                 username: token.username.clone(),
                 password: token.password.clone(),
-            });
+            };
+            auths.push((auth, token.expires_at));
         }
     }
-    Ok((auths, earliest))
+    Ok(auths)
 }
 
 #[cfg(test)]

@@ -31,6 +31,12 @@ pub enum Cut {
     /// A termination signal came: not started, or not answered within the grace period.
     #[error("the run was stopped by a termination signal")]
     Stopped,
+    /// `watch`: this replica's leader Lease lapsed, so it may no longer write (see
+    /// [`crate::cluster::gate`]).
+    #[error(
+        "this replica no longer holds the leader Lease, so it stopped writing; the leader refreshes this namespace"
+    )]
+    NotLeader,
 }
 
 /// `20s`, `2.5s`.

@@ -107,7 +107,7 @@ impl ClusterError {
 }
 
 /// Where the cluster connection comes from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Source {
     Kubeconfig {
         config: Box<Kubeconfig>,
@@ -287,6 +287,12 @@ impl Source {
     /// checks this once, so that an unreachable or hung server fails the run before any
     /// namespace is tried.
     pub async fn connect_checked(self) -> Result<Client, ClusterError> {
+        self.checked().await.map(|c| c.client)
+    }
+
+    /// Like [`Source::connect_checked`], keeping the configuration for more clients (the
+    /// `watch` mode builds a gated one and one for long watches from it).
+    pub async fn checked(self) -> Result<Checked, ClusterError> {
         let plugin = self.exec_plugin();
         let config = self.config(plugin.as_deref()).await?;
         let url = config
@@ -294,9 +300,14 @@ impl Source {
             .to_string()
             .trim_end_matches('/')
             .to_string();
-        let client = Client::try_from(config).map_err(|e| client_error(&e, plugin.as_deref()))?;
+        let client =
+            Client::try_from(config.clone()).map_err(|e| client_error(&e, plugin.as_deref()))?;
         probe(&client, &url).await?;
-        Ok(client)
+        Ok(Checked {
+            client,
+            config,
+            plugin,
+        })
     }
 
     /// The client configuration, with timeouts on every connection.
@@ -337,6 +348,32 @@ impl Source {
         config.read_timeout = Some(Duration::from_secs(30));
         config.write_timeout = Some(Duration::from_secs(30));
         Ok(config)
+    }
+}
+
+/// A client whose API server answered, and the configuration it came from.
+pub struct Checked {
+    pub client: Client,
+    config: Config,
+    plugin: Option<String>,
+}
+
+impl Checked {
+    /// A client whose writes pass only through `gate` (see [`crate::cluster::gate`]).
+    pub fn gated(&self, gate: crate::cluster::gate::WriteGate) -> Result<Client, ClusterError> {
+        let builder = kube::client::ClientBuilder::try_from(self.config.clone())
+            .map_err(|e| client_error(&e, self.plugin.as_deref()))?;
+        Ok(builder
+            .with_layer(&crate::cluster::gate::GateLayer(gate))
+            .build())
+    }
+
+    /// A client for watches that stay open up to `longest` without a byte: the usual read
+    /// timeout would cut a quiet watch.
+    pub fn for_watches(&self, longest: Duration) -> Result<Client, ClusterError> {
+        let mut config = self.config.clone();
+        config.read_timeout = Some(longest);
+        Client::try_from(config).map_err(|e| client_error(&e, self.plugin.as_deref()))
     }
 }
 

@@ -47,15 +47,32 @@ pub async fn refresh_failed(
             ..ObjectReference::default()
         },
     };
+    warning(client, namespace, involved, REASON, message, budget).await;
+}
+
+/// Records a Warning Event about `involved` in `namespace`, within what is left of `budget`; a
+/// failure to record it is only logged.
+pub async fn warning(
+    client: Client,
+    namespace: &str,
+    involved: ObjectReference,
+    reason: &str,
+    message: &str,
+    budget: &Budget,
+) {
     let now = Timestamp::now();
+    let name = involved
+        .name
+        .clone()
+        .unwrap_or_else(|| COMPONENT.to_string());
     let event = Event {
         metadata: ObjectMeta {
-            name: Some(format!("{secret}.{:x}", now.as_nanosecond())),
+            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
             namespace: Some(namespace.into()),
             ..ObjectMeta::default()
         },
         involved_object: involved,
-        reason: Some(REASON.into()),
+        reason: Some(reason.into()),
         message: Some(message.chars().take(1024).collect()),
         type_: Some("Warning".into()),
         source: Some(EventSource {
@@ -75,6 +92,6 @@ pub async fn refresh_failed(
         .retrying(Step::Normal, || events.create(&params, &event))
         .await;
     if let Err(e) = created {
-        tracing::warn!(namespace = %namespace, "could not record a {REASON} Event: {}", crate::cluster::calls::describe(&e));
+        tracing::warn!(namespace = %namespace, "could not record a {reason} Event: {}", crate::cluster::calls::describe(&e));
     }
 }

@@ -6,6 +6,7 @@ pub mod calls;
 pub mod client;
 pub mod dockerconfig;
 pub mod events;
+pub mod gate;
 pub mod labels;
 pub mod names;
 pub mod namespaces;

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
@@ -35,6 +36,17 @@ pub struct Listed {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub terminating: bool,
+}
+
+impl Listed {
+    /// The namespace an object's metadata describes; `None` without a name.
+    pub fn from_meta(meta: ObjectMeta) -> Option<Listed> {
+        Some(Listed {
+            terminating: meta.deletion_timestamp.is_some(),
+            name: meta.name?,
+            labels: meta.labels.unwrap_or_default(),
+        })
+    }
 }
 
 /// A namespace to write to.
@@ -68,6 +80,22 @@ impl NamespaceSpec {
 
     fn included(&self, name: &str) -> bool {
         self.include.is_empty() || self.include.iter().any(|i| glob_matches(i, name))
+    }
+
+    /// Whether `ns` is one to write to (selected, and not terminating).
+    pub fn is_target(&self, ns: &Listed) -> bool {
+        !self
+            .select(Some(std::slice::from_ref(ns)))
+            .targets
+            .is_empty()
+    }
+
+    /// Whether `ns` is one that --prune removes the Secret from (not selected at all).
+    pub fn is_unselected(&self, ns: &Listed) -> bool {
+        !self
+            .select(Some(std::slice::from_ref(ns)))
+            .unselected
+            .is_empty()
     }
 
     /// Chooses the targets, from the exact names alone or from a listing. Pure.
@@ -124,6 +152,12 @@ impl NamespaceSpec {
 /// only, [`PAGE`] at a time. A continue token that expired between pages (410 Expired, after
 /// an etcd compaction) starts the listing over, so the result is one consistent snapshot.
 pub async fn list(client: Client) -> Result<Vec<Listed>, kube::Error> {
+    list_with_version(client).await.map(|(listed, _)| listed)
+}
+
+/// Like [`list`], with the resourceVersion of the snapshot: where a watch of the changes since
+/// starts.
+pub async fn list_with_version(client: Client) -> Result<(Vec<Listed>, String), kube::Error> {
     let api: Api<Namespace> = Api::all(client);
     let mut restarts = 0;
     'listing: loop {
@@ -145,17 +179,14 @@ pub async fn list(client: Client) -> Result<Vec<Listed>, kube::Error> {
                 }
                 Err(e) => return Err(e),
             };
-            listed.extend(page.items.into_iter().filter_map(|ns| {
-                let meta = ns.metadata;
-                Some(Listed {
-                    terminating: meta.deletion_timestamp.is_some(),
-                    name: meta.name?,
-                    labels: meta.labels.unwrap_or_default(),
-                })
-            }));
+            listed.extend(
+                page.items
+                    .into_iter()
+                    .filter_map(|ns| Listed::from_meta(ns.metadata)),
+            );
             match page.metadata.continue_ {
                 Some(t) if !t.is_empty() => token = Some(t),
-                _ => return Ok(listed),
+                _ => return Ok((listed, page.metadata.resource_version.unwrap_or_default())),
             }
         }
     }
@@ -231,6 +262,24 @@ mod tests {
             "kube-system".into(),
             "does not match --namespace-selector".into()
         )));
+    }
+
+    #[test]
+    fn one_namespace_at_a_time_as_the_whole_selection_decides() {
+        let s = spec(&["team-*", "web"], &["team-b"], Some("pulls=ecr"));
+        let all = cluster();
+        let sel = s.select(Some(&all));
+        for ns in &all {
+            let target = sel.targets.iter().any(|t| t.name == ns.name);
+            assert_eq!(s.is_target(ns), target, "{}", ns.name);
+            assert_eq!(
+                s.is_unselected(ns),
+                sel.unselected.contains(&ns.name),
+                "{}",
+                ns.name
+            );
+        }
+        assert!(s.is_target(&all[0]) && !s.is_target(&all[2]) && s.is_unselected(&all[1]));
     }
 
     #[test]

@@ -6,3 +6,4 @@ pub mod doctor;
 pub mod doctor_image;
 pub mod kubelet_credential_provider;
 pub mod refresh;
+pub mod watch;

@@ -101,7 +101,10 @@ async fn before<T>(
 /// Everything a run needs from AWS, obtained before the cluster is touched.
 pub struct Tokens {
     pub auths: Vec<RegistryAuth>,
+    /// The earliest expiry among the tokens.
     pub expires_at: Option<Timestamp>,
+    /// Each registry host's token expiry, in the order of `auths`.
+    pub expiries: Vec<(String, Option<Timestamp>)>,
     /// How many GetAuthorizationToken calls were made.
     pub calls: usize,
 }
@@ -145,17 +148,27 @@ pub async fn tokens(config: &Config) -> Result<Tokens, SetupError> {
             false => Ok(None),
         }
     };
-    let ((mut auths, mut expires_at), public) =
-        tokio::try_join!(ecr::registry_auths(&aws.sdk, &scopes), public)?;
+    let (private, public) = tokio::try_join!(ecr::registry_auths_each(&aws.sdk, &scopes), public)?;
     let mut calls = scopes.len();
+    let (mut auths, mut expiries): (Vec<RegistryAuth>, Vec<(String, Option<Timestamp>)>) = private
+        .into_iter()
+        .map(|(auth, expires)| {
+            let host = auth.host.clone();
+            (auth, (host, expires))
+        })
+        .unzip();
     if let Some((auth, expires)) = public {
+        expiries.push((auth.host.clone(), expires));
         auths.push(auth);
-        expires_at = ecr::earliest_of(expires_at, expires);
         calls += 1;
     }
+    let expires_at = expiries
+        .iter()
+        .fold(None, |earliest, (_, e)| ecr::earliest_of(earliest, *e));
     Ok(Tokens {
         auths,
         expires_at,
+        expiries,
         calls,
     })
 }
@@ -252,23 +265,7 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
         }
         None => config.namespaces.select(None),
     };
-    // Decided by the selection alone: missing exact names fail, terminating namespaces are skipped.
-    let missing = selection
-        .missing
-        .iter()
-        .map(|ns| (ns, Outcome::Failed(WriteError::NoNamespace)));
-    let skipped = selection
-        .skipped
-        .iter()
-        .map(|(ns, why)| (ns, Outcome::Skipped(why.clone())));
-    let mut results: Vec<NamespaceResult> = missing
-        .chain(skipped)
-        .map(|(ns, outcome)| NamespaceResult {
-            namespace: ns.clone(),
-            outcome,
-            elapsed: Duration::ZERO,
-        })
-        .collect();
+    let results = decided_by_selection(&selection);
     for r in &results {
         log_result(r, &config.secret_name, &hosts);
     }
@@ -292,47 +289,52 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
             "a run that writes has no Kubernetes client or no instance",
         ));
     };
-    let desired = DesiredSecret::new(
-        &config.secret_name,
-        docker_config_json(&tokens.auths).expose().as_bytes(),
-        annotations,
-        &instance,
-    );
+    let desired = desired_secret(config, &tokens, &instance);
     tracing::info!(instance = %instance, "writing as instance {instance}");
     let ctx = Context {
-        client: client.clone(),
+        client,
         config,
         desired: &desired,
         stop: &stop,
         hosts: &hosts,
+        wait_for_service_accounts: Duration::ZERO,
     };
-    results.extend(write_all(&ctx, &selection.targets).await);
-    let mut summary = Summary::of(&results);
-    if config.prune {
-        match stop.reason() {
-            None => {
-                let options = prune::PruneOptions {
-                    secret: &config.secret_name,
-                    instance: &instance,
-                    concurrency: config.concurrency,
-                    namespace_timeout: config.namespace_timeout,
-                    stop: &stop,
-                };
-                let pruning = prune::prune(client, &selection.unselected, &options);
-                // Pruning only deletes what is no longer wanted: it can stop at once.
-                tokio::select! {
-                    failed = pruning => summary.prune_failed = failed,
-                    () = stop.after_signal(Duration::ZERO) => tracing::warn!(
-                        "--prune stopped: {}; the rest is pruned by the next run",
-                        shutdown::Reason::Signal.summary()
-                    ),
-                }
-            }
-            Some(reason) => tracing::warn!("--prune skipped: {}", reason.summary()),
-        }
-    }
+    let summary = write_and_prune(&ctx, &selection, results, &instance)
+        .await
+        .summary;
     log_summary(&summary, tokens.expires_at, started.elapsed());
     Ok(summary.status())
+}
+
+/// Results for what the selection alone decides: missing exact names fail, terminating
+/// namespaces and exact names that do not match the selector are skipped.
+pub fn decided_by_selection(selection: &Selection) -> Vec<NamespaceResult> {
+    let missing = selection
+        .missing
+        .iter()
+        .map(|ns| (ns, Outcome::Failed(WriteError::NoNamespace)));
+    let skipped = selection
+        .skipped
+        .iter()
+        .map(|(ns, why)| (ns, Outcome::Skipped(why.clone())));
+    missing
+        .chain(skipped)
+        .map(|(ns, outcome)| NamespaceResult {
+            namespace: ns.clone(),
+            outcome,
+            elapsed: Duration::ZERO,
+        })
+        .collect()
+}
+
+/// The Secret every namespace gets from these tokens, with this install's labels.
+pub fn desired_secret(config: &Config, tokens: &Tokens, instance: &str) -> DesiredSecret {
+    DesiredSecret::new(
+        &config.secret_name,
+        docker_config_json(&tokens.auths).expose().as_bytes(),
+        annotations(&tokens.auths, tokens.expires_at),
+        instance,
+    )
 }
 
 fn annotations(auths: &[RegistryAuth], expires_at: Option<Timestamp>) -> BTreeMap<String, String> {
@@ -351,12 +353,48 @@ fn annotations(auths: &[RegistryAuth], expires_at: Option<Timestamp>) -> BTreeMa
 }
 
 /// What every namespace worker shares.
-struct Context<'a> {
-    client: Client,
-    config: &'a Config,
-    desired: &'a DesiredSecret,
-    stop: &'a Stop,
-    hosts: &'a str,
+pub struct Context<'a> {
+    pub client: Client,
+    pub config: &'a Config,
+    pub desired: &'a DesiredSecret,
+    pub stop: &'a Stop,
+    /// The registries, comma-separated, for the log lines.
+    pub hosts: &'a str,
+    /// How long a listed ServiceAccount that does not exist yet is waited for: zero for a
+    /// refresh; a few seconds for a namespace that was just created, whose `default`
+    /// ServiceAccount the controller adds a moment later.
+    pub wait_for_service_accounts: Duration,
+}
+
+/// First pause while waiting for a ServiceAccount to appear; doubled each time, up to a second.
+const SA_POLL: Duration = Duration::from_millis(100);
+
+/// One ServiceAccount, waited for (polled, within the budget) while it does not exist yet.
+async fn ensure_service_account(
+    ctx: &Context<'_>,
+    namespace: &str,
+    sa: &str,
+    budget: &Budget,
+) -> Result<SaOutcome, String> {
+    let until = Instant::now() + ctx.wait_for_service_accounts;
+    let mut pause = SA_POLL;
+    loop {
+        let ensured = service_accounts::ensure(
+            ctx.client.clone(),
+            namespace,
+            sa,
+            ctx.desired.name(),
+            budget,
+        )
+        .await;
+        match ensured {
+            Ok(SaOutcome::Missing) if Instant::now() + pause < until && !budget.stopping() => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// One namespace: the Secret, then the ServiceAccounts, within `budget`.
@@ -382,15 +420,7 @@ async fn refresh_namespace(ctx: &Context<'_>, target: &Target, budget: &Budget) 
     };
     let mut notes = Vec::new();
     for sa in &ctx.config.service_accounts {
-        let ensured = service_accounts::ensure(
-            ctx.client.clone(),
-            &target.name,
-            sa,
-            ctx.desired.name(),
-            budget,
-        )
-        .await;
-        match ensured {
+        match ensure_service_account(ctx, &target.name, sa, budget).await {
             Ok(SaOutcome::Added) => notes.push(format!("added to ServiceAccount {sa}")),
             Ok(SaOutcome::AlreadyListed) => {}
             Ok(SaOutcome::Missing) => notes.push(format!("ServiceAccount {sa} not found")),
@@ -400,45 +430,109 @@ async fn refresh_namespace(ctx: &Context<'_>, target: &Target, budget: &Budget) 
     Outcome::Refreshed { action, notes }
 }
 
+/// One namespace within its own budget, with a `RefreshFailed` Event when it fails (unless the
+/// run is being stopped by a signal), logged as soon as it is done.
+pub async fn refresh_one(ctx: &Context<'_>, target: &Target) -> NamespaceResult {
+    let started = Instant::now();
+    let budget = Budget::start(ctx.config.namespace_timeout, ctx.stop.clone());
+    let outcome = match ctx.stop.reason() {
+        Some(reason) => Outcome::NotStarted(reason),
+        None => refresh_namespace(ctx, target, &budget).await,
+    };
+    if let Outcome::Failed(e) = &outcome
+        && !matches!(e, WriteError::NoNamespace)
+        && !budget.stopping()
+    {
+        events::refresh_failed(
+            ctx.client.clone(),
+            &target.name,
+            ctx.desired.name(),
+            &e.to_string(),
+            &budget,
+        )
+        .await;
+    }
+    let r = NamespaceResult {
+        namespace: target.name.clone(),
+        outcome,
+        elapsed: started.elapsed(),
+    };
+    log_result(&r, ctx.desired.name(), ctx.hosts);
+    r
+}
+
 /// Writes every namespace, at most `concurrency` at a time, each within its own budget; one
-/// namespace's failure never stops the others, and a failure gets an Event unless the run is
-/// being stopped by a signal. Results come back in the order of the targets.
-async fn write_all(ctx: &Context<'_>, targets: &[Target]) -> Vec<NamespaceResult> {
+/// namespace's failure never stops the others. Results come back in the order of the targets.
+pub async fn write_all(ctx: &Context<'_>, targets: &[Target]) -> Vec<NamespaceResult> {
     let mut results: Vec<(usize, NamespaceResult)> =
         futures::stream::iter(targets.iter().enumerate())
-            .map(|(i, target)| async move {
-                let started = Instant::now();
-                let budget = Budget::start(ctx.config.namespace_timeout, ctx.stop.clone());
-                let outcome = match ctx.stop.reason() {
-                    Some(reason) => Outcome::NotStarted(reason),
-                    None => refresh_namespace(ctx, target, &budget).await,
-                };
-                if let Outcome::Failed(e) = &outcome
-                    && !matches!(e, WriteError::NoNamespace)
-                    && !budget.stopping()
-                {
-                    events::refresh_failed(
-                        ctx.client.clone(),
-                        &target.name,
-                        ctx.desired.name(),
-                        &e.to_string(),
-                        &budget,
-                    )
-                    .await;
-                }
-                let r = NamespaceResult {
-                    namespace: target.name.clone(),
-                    outcome,
-                    elapsed: started.elapsed(),
-                };
-                log_result(&r, ctx.desired.name(), ctx.hosts);
-                (i, r)
-            })
+            .map(|(i, target)| async move { (i, refresh_one(ctx, target).await) })
             .buffer_unordered(ctx.config.concurrency)
             .collect()
             .await;
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Everything a refresh does once the Secret is built and the namespaces chosen: writes the
+/// targets, then prunes with --prune (unless the run is stopping). `decided` holds the results
+/// the selection decided alone (already logged). The caller logs the summary.
+pub async fn write_and_prune(
+    ctx: &Context<'_>,
+    selection: &Selection,
+    decided: Vec<NamespaceResult>,
+    instance: &str,
+) -> Written {
+    let mut results = decided;
+    results.extend(write_all(ctx, &selection.targets).await);
+    let mut summary = Summary::of(&results);
+    let retry = retryable(&results);
+    let (config, stop) = (ctx.config, ctx.stop);
+    if config.prune {
+        match stop.reason() {
+            None => {
+                let options = prune::PruneOptions {
+                    secret: &config.secret_name,
+                    instance,
+                    concurrency: config.concurrency,
+                    namespace_timeout: config.namespace_timeout,
+                    stop,
+                };
+                let pruning = prune::prune(ctx.client.clone(), &selection.unselected, &options);
+                // Pruning only deletes what is no longer wanted: it can stop at once.
+                tokio::select! {
+                    failed = pruning => summary.prune_failed = failed,
+                    () = stop.after_signal(Duration::ZERO) => tracing::warn!(
+                        "--prune stopped: {}; the rest is pruned by the next run",
+                        shutdown::Reason::Signal.summary()
+                    ),
+                }
+            }
+            Some(reason) => tracing::warn!("--prune skipped: {}", reason.summary()),
+        }
+    }
+    Written { summary, retry }
+}
+
+/// What [`write_and_prune`] did.
+pub struct Written {
+    pub summary: Summary,
+    /// The namespaces that failed and may pass when tried again: not the exact names that do
+    /// not exist (the watch writes those when they are created).
+    pub retry: Vec<String>,
+}
+
+/// The failed or unfinished namespaces worth another try. Pure.
+pub fn retryable(results: &[NamespaceResult]) -> Vec<String> {
+    results
+        .iter()
+        .filter(|r| match &r.outcome {
+            Outcome::Failed(e) => !matches!(e, WriteError::NoNamespace),
+            Outcome::NotStarted(_) => true,
+            Outcome::Refreshed { .. } | Outcome::Skipped(_) => false,
+        })
+        .map(|r| r.namespace.clone())
+        .collect()
 }
 
 /// `--prune` with exact names only prunes every other namespace of the cluster: right when a
