@@ -255,18 +255,22 @@ def rss_at_10000(binary, fake_kube_bin, base, aws_url, workdir, n=10000):
 
 
 def oneshot_rss_at_10000(binary, fake_kube_bin, base, moto, workdir, n=10000):
-    """The one-shot refresh (create, then update) of 10,000 namespaces, as bench/run.py measures
-    runs: GNU time's peak RSS of the refresher process."""
+    """The one-shot refresh of 10,000 namespaces, as bench/run.py measures runs (GNU time's peak
+    RSS of the refresher process): named one by one in ECR_REFRESHER_NAMESPACES (create, then
+    update), as the other rows of the harness do, and selected by the pattern `ns-*` (update),
+    as an install of that size would, which lists the namespaces first."""
     from run import FakeKube, refresher_env, run_refresher
     kube = FakeKube(fake_kube_bin, n, workdir)
     try:
         env = refresher_env(base, moto, kube, kube.names)
         first = run_refresher(binary, env, kube, moto, "update")
         update = run_refresher(binary, env, kube, moto, "update")
-        out = {"create_mib": first["rss_mb"], "update_mib": update["rss_mb"],
-               "create_s": first["wall"], "update_s": update["wall"], "n": n}
+        pattern = run_refresher(binary, refresher_env(base, moto, kube, ["ns-*"]), kube, moto, "update")
+        out = {"create_mib": first["rss_mb"], "update_mib": update["rss_mb"], "pattern_mib": pattern["rss_mb"],
+               "create_s": first["wall"], "update_s": update["wall"], "pattern_s": pattern["wall"], "n": n}
         print(f"one-shot at {n:,} namespaces: peak RSS {first['rss_mb']:.2f} MiB (create, {first['wall']:.2f} s), "
-              f"{update['rss_mb']:.2f} MiB (update, {update['wall']:.2f} s)", flush=True)
+              f"{update['rss_mb']:.2f} MiB (update, {update['wall']:.2f} s), {pattern['rss_mb']:.2f} MiB "
+              f"(update, selected by ns-*, {pattern['wall']:.2f} s)", flush=True)
         return out
     finally:
         kube.stop()
@@ -293,9 +297,10 @@ def failures(r):
     if grew > BUDGETS["growth_mib"]:
         out.append(f"watch: VmRSS grew {grew:.2f} MiB over {growth['cycles']} create/delete cycles "
                    f"(budget {BUDGETS['growth_mib']} MiB)")
-    if r["oneshot"]["create_mib"] > BUDGETS["oneshot_rss_10000_mib"] or r["oneshot"]["update_mib"] > BUDGETS["oneshot_rss_10000_mib"]:
-        out.append(f"one-shot: peak RSS {max(r['oneshot']['create_mib'], r['oneshot']['update_mib']):.2f} MiB at 10,000 "
-                   f"namespaces (budget {BUDGETS['oneshot_rss_10000_mib']} MiB)")
+    for key, how in (("create_mib", "named, create"), ("update_mib", "named, update"), ("pattern_mib", "selected by pattern")):
+        if r["oneshot"][key] > BUDGETS["oneshot_rss_10000_mib"]:
+            out.append(f"one-shot ({how}): peak RSS {r['oneshot'][key]:.2f} MiB at 10,000 namespaces "
+                       f"(budget {BUDGETS['oneshot_rss_10000_mib']} MiB)")
     if r["stop"]["sigterm_exit_s"] > 10:
         out.append(f"watch: exited {r['stop']['sigterm_exit_s']:.1f} s after SIGTERM (contract: 10 s)")
     return out
@@ -318,7 +323,8 @@ def markdown(r):
         f"{growth['before_kib'] / 1024:.2f} / {growth['after_kib'] / 1024:.2f} MiB (grew {grew:+.2f}) | growth <= 1 MiB |",
         f"| VmRSS at each quarter of the cycles | {' / '.join(f'{q / 1024:.2f}' for q in growth['quarters_kib'])} MiB | |",
         f"| SIGTERM to exit (after the cycles) | {stop['sigterm_exit_s']:.2f} s (exit code {stop['code']}) | 10 s |",
-        f"| one-shot refresh of {one['n']:,} namespaces (moto), peak RSS: create / update | {one['create_mib']:.2f} / {one['update_mib']:.2f} MiB | 16 MiB |",
+        f"| one-shot refresh of {one['n']:,} namespaces named in ECR_REFRESHER_NAMESPACES (moto), peak RSS: create / update | {one['create_mib']:.2f} / {one['update_mib']:.2f} MiB | 16 MiB |",
+        f"| one-shot refresh of the same {one['n']:,} selected by the pattern `ns-*` (listed first), peak RSS, update | {one['pattern_mib']:.2f} MiB | 16 MiB |",
         "",
         "Latency (polled) is from the request that creates the 200 namespaces at once to the first "
         "cluster-wide Secret list (polled every 20 ms) that shows each one's Secret; the fake's record has no "
