@@ -1007,6 +1007,38 @@ mod tests {
     }
 
     #[test]
+    fn watch_flags_have_the_contract_defaults_and_are_checked() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["ecr-secret-refresher", "watch", "--namespaces", "a"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap()
+        };
+        let Some(Command::Watch(w)) = parse(&[]).command else {
+            panic!("watch")
+        };
+        assert_eq!(w.refresh_before, std::time::Duration::from_secs(3600));
+        assert_eq!(w.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(w.lease_name, "ecr-secret-refresher");
+        assert!(w.lease_namespace.is_none() && !w.no_leader_election);
+        assert!(parse(&[]).into_config().is_ok());
+        let c = parse(&["--refresh-before", "90m", "--no-leader-election"]);
+        let Some(Command::Watch(w)) = &c.command else {
+            panic!("watch")
+        };
+        assert_eq!(w.refresh_before, std::time::Duration::from_secs(5400));
+        assert!(w.no_leader_election);
+        for (args, flag) in [
+            (&["--dry-run"][..], "--dry-run"),
+            (&["--refresh-before", "12h"][..], "--refresh-before"),
+            (&["--lease-name", "A"][..], "--lease-name"),
+            (&["--lease-namespace", "a_b"][..], "--lease-namespace"),
+        ] {
+            let err = parse(args).into_config().unwrap_err().to_string();
+            assert!(err.starts_with(flag), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn role_arns_in_every_partition() {
         assert!(is_role_arn("arn:aws:iam::123456789012:role/ecr-reader"));
         assert!(is_role_arn("arn:aws-cn:iam::123456789012:role/path/ecr"));

@@ -43,7 +43,7 @@ use crate::watch::server::{self, Shared};
 const SA_WAIT: Duration = Duration::from_secs(10);
 /// After SIGTERM: how long the work in flight may take before the Lease is released. The
 /// namespace budgets already end it sooner (see [`crate::cluster::budget`]).
-const STOP_WAIT: Duration = Duration::from_millis(8500);
+const STOP_WAIT: Duration = Duration::from_millis(7500);
 /// The Event reason of a refresh that got no tokens.
 const TOKENS_FAILED: &str = "TokenRefreshFailed";
 
@@ -368,11 +368,7 @@ async fn refresher(
         }
         let failed = round.is_err() || !plan.retry.is_empty();
         plan.failures = if failed { plan.failures + 1 } else { 0 };
-        let now = Instant::now();
-        let mut wait = plan.tokens_due.saturating_duration_since(now);
-        if failed {
-            wait = wait.min(schedule::retry_after(plan.failures, schedule::jitter()));
-        }
+        let wait = next_wait(&plan, failed);
         if !failed {
             tracing::info!(
                 next_in_s = wait.as_secs(),
@@ -385,9 +381,8 @@ async fn refresher(
             () = l.retry_now.notified() => {
                 // A new namespace failed: try it with backoff, not at once.
                 plan.failures = plan.failures.max(1);
-                let backoff = schedule::retry_after(plan.failures, schedule::jitter());
                 tokio::select! {
-                    () = tokio::time::sleep(backoff.min(plan.tokens_due.saturating_duration_since(Instant::now()))) => {}
+                    () = tokio::time::sleep(next_wait(&plan, true)) => {}
                     () = l.stop.after_signal(Duration::ZERO) => return,
                 }
             }
@@ -398,6 +393,17 @@ async fn refresher(
             std::mem::take(&mut *set).into_iter().collect()
         };
         plan.retry.extend(failed_since);
+    }
+}
+
+/// How long until the next round: the tokens' renewal, or sooner, with backoff, after a failure
+/// (but never sooner than the backoff when the renewal is what failed).
+fn next_wait(plan: &Plan, failed: bool) -> Duration {
+    let until_due = plan.tokens_due.saturating_duration_since(Instant::now());
+    match failed {
+        false => until_due,
+        true if until_due.is_zero() => schedule::retry_after(plan.failures, schedule::jitter()),
+        true => until_due.min(schedule::retry_after(plan.failures, schedule::jitter())),
     }
 }
 

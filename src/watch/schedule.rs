@@ -10,10 +10,12 @@ use jiff::Timestamp;
 
 use crate::config::TOKEN_LIFE;
 
-/// The shortest wait between two full refreshes that both succeeded. A token that arrives
-/// already (nearly) expired means a clock far off or an odd endpoint: refreshing at once, again
-/// and again, would only hammer AWS and the API server.
+/// The wait after tokens that arrive already within `--refresh-before` of their expiry (or past
+/// it): a clock far off, or an odd endpoint. Refreshing at once, again and again, would only
+/// hammer AWS and the API server.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest wait otherwise.
+const MIN_WAIT: Duration = Duration::from_secs(5);
 /// The most jitter taken off a wait.
 const MAX_JITTER: Duration = Duration::from_secs(300);
 /// The first wait after a failed refresh, doubled each time up to [`MAX_RETRY`].
@@ -37,8 +39,11 @@ pub fn until_refresh(
         None => TOKEN_LIFE,
     };
     let wait = left.saturating_sub(refresh_before);
+    if wait.is_zero() {
+        return MIN_INTERVAL;
+    }
     let jitter = wait.mul_f64(0.01 * jitter.clamp(0.0, 1.0)).min(MAX_JITTER);
-    wait.saturating_sub(jitter).max(MIN_INTERVAL)
+    wait.saturating_sub(jitter).max(MIN_WAIT)
 }
 
 /// How long to wait before try `failures + 1` after `failures` failed ones in a row (at least
