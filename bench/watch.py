@@ -18,11 +18,11 @@ AWS: a loopback stub (bench/run.py's StubEcr) that answers GetAuthorizationToken
 schedules its next refresh from expiresAt would refresh without pause against them.
 """
 
+import datetime
 import json
 import os
 import signal
 import subprocess
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -314,8 +314,9 @@ def markdown(r):
     curve = " / ".join(f"{x['n']:,}: {x['hwm_kib'] / 1024:.1f} ({x['rss_kib'] / 1024:.1f})" for x in r["scaling"])
     grew = (growth["after_kib"] - growth["before_kib"]) / 1024
     return [
-        "", "Long-running mode (`watch`, one process, leader election on, against the fake API server; AWS is a "
-        "loopback stub answering with 12-hour tokens, because moto's tokens expired in 2015):", "",
+        "", f"Long-running mode (`watch`), measured {datetime.date.today().isoformat()} on {os.cpu_count()} cores: the "
+        "static release binary, one process, leader election on, against the fake API server (release build); "
+        "AWS is a loopback stub answering with 12-hour tokens, because moto's tokens expired in 2015:", "",
         "| measure | value | budget |", "|---|---:|---:|",
         f"| new namespace to Secret, p50 ({lat['n']} created at once; polled) | {lat['p50']:.3f} s | 2 s |",
         f"| the same, p99 | {lat['p99']:.3f} s | 5 s |",
