@@ -21,6 +21,18 @@ const OVERLAYS: &[&str] = &[
     "roles-anywhere",
 ];
 
+/// The refresher's ConfigMap, not the copy that names the initial Job (labelled
+/// `app.kubernetes.io/component: initial-run`); kustomize sorts the two by their hashed names.
+fn refresher_config(objects: &[Value]) -> &Value {
+    objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "ConfigMap"
+                && o["metadata"]["labels"]["app.kubernetes.io/component"] != "initial-run"
+        })
+        .expect("the refresher's ConfigMap")
+}
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| {
@@ -224,7 +236,7 @@ async fn namespaced_roles_work_only_where_they_are_bound() {
             .any(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding")
     );
     // The overlay configures the same namespaces it grants.
-    let cm = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    let cm = refresher_config(&objects);
     assert_eq!(cm["data"]["ECR_REFRESHER_NAMESPACES"], "team-a,team-b");
 
     let h = Harness::new(&["team-a", "team-b", "team-c"]).await;
@@ -252,10 +264,7 @@ fn every_configured_variable_is_a_flag_of_the_binary() {
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
     for overlay in OVERLAYS {
         let objects = render(overlay);
-        let cm = objects
-            .iter()
-            .find(|o| o["kind"] == "ConfigMap")
-            .expect("a ConfigMap");
+        let cm = refresher_config(&objects);
         for key in cm["data"].as_object().unwrap().keys() {
             // AWS SDK variables are the SDK's; ours must be documented flags.
             if key.starts_with("AWS_") {
@@ -286,7 +295,7 @@ async fn service_accounts_component_grants_what_patching_uses() {
     )
     .unwrap();
     let objects = render_dir(&dir);
-    let cm = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    let cm = refresher_config(&objects);
     let sas = cm["data"]["ECR_REFRESHER_SERVICE_ACCOUNTS"]
         .as_str()
         .unwrap()
@@ -386,7 +395,7 @@ fn jobs_retry_within_the_slack_and_fail_fast_on_exit_2() {
         assert_eq!(cron["spec"]["schedule"], "0 */11 * * *", "{overlay}");
         let slack = PASSWORD_LIFETIME - longest_gap(cron["spec"]["schedule"].as_str().unwrap());
         assert_eq!(slack, 3600, "{overlay}");
-        let cm = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+        let cm = refresher_config(&objects);
         let run_timeout = seconds(cm["data"]["ECR_REFRESHER_TIMEOUT"].as_str().unwrap());
 
         let cron_spec = &cron["spec"]["jobTemplate"]["spec"];

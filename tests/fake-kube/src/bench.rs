@@ -3,8 +3,9 @@
 //! - `POST /fake/namespaces?count=N&prefix=P[&labels=k=v,k2=v2]` creates namespaces `P0` …
 //!   `P{N-1}` at once (one write each, as many controllers creating them together would), with
 //!   the labels given; answers `{"created": N, "resourceVersion": RV}`.
-//! - `DELETE /fake/namespaces?prefix=P` removes every namespace whose name starts with `P`,
-//!   with its contents; answers `{"deleted": N}`.
+//! - `DELETE /fake/namespaces?prefix=P` deletes every namespace whose name starts with `P` as
+//!   `kubectl delete namespace` does (Terminating, then gone with its contents); answers
+//!   `{"deleted": N}`.
 //! - `GET /fake/latency?prefix=P&secret=NAME` answers, for the namespaces starting with `P`,
 //!   how long after each namespace the Secret `NAME` appeared in it: `{"namespaces": N,
 //!   "with_secret": M, "missing": [first few names], "ms": {"p50", "p95", "max"}}`.
@@ -62,6 +63,7 @@ pub(crate) fn control(
                 .filter(|n| n.starts_with(&prefix))
                 .collect();
             for ns in &doomed {
+                st.store.terminate_namespace(ns);
                 st.store.remove_namespace(ns);
             }
             answer(200, &json!({"deleted": doomed.len()}))

@@ -15,6 +15,7 @@ mod aws;
 mod bench;
 mod http;
 mod metadata;
+mod patch;
 mod rbac;
 mod resources;
 mod server;

@@ -39,6 +39,57 @@ pub(crate) const RESOURCES: &[Resource] = &[
     r("", "v1", "events", "Event", true, &["ev"]),
     r("", "v1", "configmaps", "ConfigMap", true, &["cm"]),
     r("coordination.k8s.io", "v1", "leases", "Lease", true, &[]),
+    // What the manifests install, so that `kubectl apply -k` can run against the fake.
+    r("batch", "v1", "jobs", "Job", true, &[]),
+    r("batch", "v1", "cronjobs", "CronJob", true, &["cj"]),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        &[],
+    ),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        &[],
+    ),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "Role",
+        true,
+        &[],
+    ),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        &[],
+    ),
+    r(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        false,
+        &[],
+    ),
+    r(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding",
+        false,
+        &[],
+    ),
 ];
 
 impl Resource {

@@ -51,6 +51,10 @@ struct Extra {
     /// `metadata.continue`: on a 410 for an expired list token, where an inconsistent list may
     /// go on from.
     continue_token: Option<String>,
+    /// `details.group`, for objects outside the core group.
+    group: Option<String>,
+    /// `details.causes`: what was invalid, field by field (kubectl prints these).
+    causes: Vec<Value>,
 }
 
 impl Status {
@@ -76,8 +80,21 @@ impl Status {
     fn not_found(resource: &str, name: &str) -> Self {
         Status::new(404, format!("{resource} \"{name}\" not found")).details(resource, name)
     }
+    /// 422 Invalid for `kind` (`Job.batch`, `Secret`) with one cause, `detail` being
+    /// `field: message` as the API server's field errors read.
     fn invalid(kind: &str, name: &str, detail: &str) -> Self {
-        Status::new(422, format!("{kind} \"{name}\" is invalid: {detail}")).details(kind, name)
+        let (bare, group) = kind.split_once('.').unwrap_or((kind, ""));
+        let (field, message) = detail.split_once(": ").unwrap_or(("", detail));
+        let mut s =
+            Status::new(422, format!("{kind} \"{name}\" is invalid: {detail}")).details(bare, name);
+        s.extra = Some(Box::new(Extra {
+            group: (!group.is_empty()).then(|| group.to_string()),
+            causes: vec![
+                json!({"reason": "FieldValueInvalid", "message": message, "field": field}),
+            ],
+            ..Extra::default()
+        }));
+        s
     }
     fn conflict(resource: &str, name: &str) -> Self {
         Status::new(
@@ -110,6 +127,14 @@ impl Status {
         }
         if let Some(secs) = retry_after {
             details.insert("retryAfterSeconds".into(), json!(secs));
+        }
+        if let Some(extra) = &self.extra {
+            if let Some(group) = &extra.group {
+                details.insert("group".into(), json!(group));
+            }
+            if !extra.causes.is_empty() {
+                details.insert("causes".into(), json!(extra.causes));
+            }
         }
         let metadata = match self.extra.as_ref().and_then(|e| e.continue_token.as_ref()) {
             Some(t) => json!({"continue": t}),
@@ -584,9 +609,11 @@ fn route(
                         .map_err(|e| Status::new(400, format!("invalid JSON patch: {e}")))?;
                     json_patch::patch(&mut obj, &p).map_err(|e| Status::new(422, e.to_string()))?;
                 }
-                // Secrets and the like have no patch strategies, so a strategic merge is a merge.
-                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                "application/merge-patch+json" => {
                     json_patch::merge(&mut obj, &patch);
+                }
+                "application/strategic-merge-patch+json" => {
+                    crate::patch::strategic_merge(&mut obj, &patch);
                 }
                 other => {
                     return Err(Status::new(
@@ -635,8 +662,13 @@ fn route(
                 }
             }
             if res == "namespaces" {
+                // As the API server and the namespace controller do it: Terminating first (the
+                // answer, and a MODIFIED event), then the contents and the namespace go, at
+                // once here.
+                st.store.terminate_namespace(&t.name);
+                let terminating = st.store.get(res, "", &t.name).cloned().unwrap_or(old);
                 st.store.remove_namespace(&t.name);
-                return Ok((200, old));
+                return Ok((200, terminating));
             }
             st.store.remove(res, ns, &t.name);
             Ok((200, old))
@@ -842,6 +874,20 @@ fn validate(obj: &Value, r: &Resource, old: Option<&Value>) -> Result<(), Status
     }
     if r.kind == "Lease" {
         return validate_lease(obj, kind, &name);
+    }
+    if r.kind == "Job"
+        && let Some(old) = old
+        && old["spec"]["template"] != obj["spec"]["template"]
+    {
+        // The API server prints the Go struct; the JSON says the same.
+        return Err(Status::invalid(
+            kind,
+            &name,
+            &format!(
+                "spec.template: Invalid value: {}: field is immutable",
+                obj["spec"]["template"]
+            ),
+        ));
     }
     if r.kind != "Secret" {
         return Ok(());

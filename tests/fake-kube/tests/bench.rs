@@ -65,8 +65,12 @@ async fn namespaces_come_and_go_in_bulk_and_watches_see_each_one() {
         .await;
     assert_eq!(code, 200);
     assert_eq!(parse(&body)["deleted"], 200);
-    let deleted = w.next_n(200).await;
-    assert!(deleted.iter().all(|e| e["type"] == "DELETED"));
+    let deleted = w.next_n(400).await;
+    assert_eq!(
+        deleted.iter().filter(|e| e["type"] == "DELETED").count(),
+        200,
+        "each one Terminating (MODIFIED), then DELETED"
+    );
     assert!(kube.get("namespaces", "", "keep").is_some());
     assert!(kube.get("secrets", "b-3", "s").is_none());
     assert_eq!(

@@ -69,7 +69,7 @@ async fn from_zero_lists_then_streams_every_change_as_metadata() {
         http.send("DELETE", "/api/v1/namespaces/d", "", "").await.0,
         200
     );
-    let events = w.next_n(6).await;
+    let events = w.next_n(7).await;
     assert_eq!(
         names(&events),
         pairs(&[
@@ -78,8 +78,13 @@ async fn from_zero_lists_then_streams_every_change_as_metadata() {
             ("MODIFIED", "c"),
             ("DELETED", "c"),
             ("ADDED", "d"),
+            ("MODIFIED", "d"),
             ("DELETED", "d"),
         ])
+    );
+    assert!(
+        events[5]["object"]["metadata"]["deletionTimestamp"].is_string(),
+        "an HTTP delete terminates first, as the namespace controller does"
     );
     assert_eq!(events[1]["object"]["metadata"]["labels"]["team"], "y");
     assert!(
