@@ -23,7 +23,7 @@ use crate::cluster::budget::Budget;
 use crate::cluster::client::{self, ClusterError, Source};
 use crate::cluster::events;
 use crate::cluster::gate::{self, WriteGate};
-use crate::cluster::namespaces::Target;
+use crate::cluster::namespaces::{Listed, Target};
 use crate::cluster::prune;
 use crate::cluster::secrets::DesiredSecret;
 use crate::commands::refresh::{self, Context, Tokens};
@@ -34,7 +34,7 @@ use crate::watch::health::Health;
 use crate::watch::lease::{self, Elector};
 use crate::watch::metrics::{ErrorKind, Metrics};
 use crate::watch::namespace_watch::{NamespaceWatch, Seen, WATCH_TIMEOUT};
-use crate::watch::react::{Action, react};
+use crate::watch::react::{Action, Standing, react};
 use crate::watch::schedule;
 use crate::watch::server::{self, Shared};
 
@@ -272,8 +272,11 @@ async fn lead(l: &Leader<'_>) {
     let (changes_tx, changes_rx) = mpsc::unbounded_channel();
     let (synced_tx, synced_rx) = oneshot::channel();
     let (held_tx, held_rx) = watch::channel(None);
+    let spec = l.config.namespaces.clone();
+    let classify = Box::new(move |ns: &Listed| Standing::of(&spec, ns));
     let namespaces = NamespaceWatch::new(
         l.watch_client.clone(),
+        classify,
         l.shared.health.clone(),
         l.shared.metrics.clone(),
     )
@@ -564,7 +567,7 @@ async fn writers(
 
 async fn act(l: &Leader<'_>, seen: &Seen, held: Option<Arc<Held>>) {
     let config = l.config;
-    match react(&config.namespaces, config.prune, seen) {
+    match react(config.prune, seen) {
         Action::Nothing => {}
         Action::Write(name) => {
             // No tokens yet: the first refresh, still to come, writes it.

@@ -22,6 +22,7 @@ use crate::cluster::calls::{code_of, describe};
 use crate::cluster::namespaces::{self, Listed};
 use crate::watch::health::Health;
 use crate::watch::metrics::{ErrorKind, Metrics};
+use crate::watch::react::Standing;
 
 /// `timeoutSeconds` of each watch request: the server ends it cleanly then, and it is resumed.
 pub const WATCH_TIMEOUT: Duration = Duration::from_secs(290);
@@ -30,12 +31,17 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// One namespace changed: how it was and how it is (`None`: did not exist, or is gone).
+/// One namespace changed what the selection makes of it: how it stood and how it stands
+/// (`None`: did not exist, or is gone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
-    pub before: Option<Listed>,
-    pub after: Option<Listed>,
+    pub name: String,
+    pub before: Option<Standing>,
+    pub after: Option<Standing>,
 }
+
+/// How the leader's selection classifies a namespace.
+pub type Classify = Box<dyn Fn(&Listed) -> Standing + Send + Sync>;
 
 /// What ended one watch request.
 #[derive(Debug)]
@@ -48,21 +54,23 @@ enum End {
 }
 
 /// The changes that turn `old` into `new`, one per namespace that differs. Pure.
-pub fn diff(old: &BTreeMap<String, Listed>, new: &BTreeMap<String, Listed>) -> Vec<Seen> {
+pub fn diff(old: &BTreeMap<String, Standing>, new: &BTreeMap<String, Standing>) -> Vec<Seen> {
     let mut out = Vec::new();
     for (name, after) in new {
         match old.get(name) {
             Some(before) if before == after => {}
             before => out.push(Seen {
-                before: before.cloned(),
-                after: Some(after.clone()),
+                name: name.clone(),
+                before: before.copied(),
+                after: Some(*after),
             }),
         }
     }
     for (name, before) in old {
         if !new.contains_key(name) {
             out.push(Seen {
-                before: Some(before.clone()),
+                name: name.clone(),
+                before: Some(*before),
                 after: None,
             });
         }
@@ -81,7 +89,9 @@ fn backoff(failures: u32) -> Duration {
 pub struct NamespaceWatch {
     api: Api<Namespace>,
     client: Client,
-    cache: BTreeMap<String, Listed>,
+    /// Every namespace, as the selection stands it.
+    cache: BTreeMap<String, Standing>,
+    classify: Classify,
     version: Option<String>,
     health: Health,
     metrics: Metrics,
@@ -90,11 +100,17 @@ pub struct NamespaceWatch {
 impl NamespaceWatch {
     /// `client` should allow reads of [`WATCH_TIMEOUT`] and more (see
     /// [`crate::cluster::client::Checked::for_watches`]).
-    pub fn new(client: Client, health: Health, metrics: Metrics) -> NamespaceWatch {
+    pub fn new(
+        client: Client,
+        classify: Classify,
+        health: Health,
+        metrics: Metrics,
+    ) -> NamespaceWatch {
         NamespaceWatch {
             api: Api::all(client.clone()),
             client,
             cache: BTreeMap::new(),
+            classify,
             version: None,
             health,
             metrics,
@@ -117,8 +133,13 @@ impl NamespaceWatch {
                 match namespaces::list_with_version(self.client.clone()).await {
                     Ok((listed, version)) => {
                         self.health.api_ok();
-                        let new: BTreeMap<String, Listed> =
-                            listed.into_iter().map(|l| (l.name.clone(), l)).collect();
+                        let new: BTreeMap<String, Standing> = listed
+                            .into_iter()
+                            .map(|l| {
+                                let standing = (self.classify)(&l);
+                                (l.name, standing)
+                            })
+                            .collect();
                         if synced.is_none() {
                             let changes = diff(&self.cache, &new);
                             tracing::info!(
@@ -215,10 +236,12 @@ impl NamespaceWatch {
                     if let Some(v) = o.metadata.resource_version.clone() {
                         self.version = Some(v);
                     }
-                    if let Some(after) = Listed::from_meta(o.metadata) {
-                        let before = self.cache.insert(after.name.clone(), after.clone());
-                        if before.as_ref() != Some(&after) {
+                    if let Some(listed) = Listed::from_meta(o.metadata) {
+                        let after = (self.classify)(&listed);
+                        let before = self.cache.insert(listed.name.clone(), after);
+                        if before != Some(after) {
                             let _ = out.send(Seen {
+                                name: listed.name,
                                 before,
                                 after: Some(after),
                             });
@@ -233,6 +256,7 @@ impl NamespaceWatch {
                         && let Some(before) = self.cache.remove(&name)
                     {
                         let _ = out.send(Seen {
+                            name,
                             before: Some(before),
                             after: None,
                         });
@@ -256,40 +280,33 @@ impl NamespaceWatch {
 mod tests {
     use super::*;
 
-    fn ns(name: &str, label: Option<&str>) -> Listed {
-        Listed {
-            name: name.into(),
-            labels: label
-                .map(|v| BTreeMap::from([("pulls".to_string(), v.to_string())]))
-                .unwrap_or_default(),
-            terminating: false,
+    fn st(target: bool) -> Standing {
+        Standing {
+            target,
+            unselected: !target,
         }
     }
 
-    fn map(items: &[Listed]) -> BTreeMap<String, Listed> {
-        items.iter().map(|l| (l.name.clone(), l.clone())).collect()
+    fn map(items: &[(&str, bool)]) -> BTreeMap<String, Standing> {
+        items.iter().map(|(n, t)| (n.to_string(), st(*t))).collect()
     }
 
     #[test]
     fn a_relist_reports_only_what_changed() {
-        let old = map(&[ns("a", None), ns("b", Some("ecr")), ns("c", None)]);
-        let new = map(&[ns("a", None), ns("b", Some("no")), ns("d", None)]);
+        let old = map(&[("a", false), ("b", true), ("c", false)]);
+        let new = map(&[("a", false), ("b", false), ("d", true)]);
         let changes = diff(&old, &new);
+        let seen = |name: &str, before, after| Seen {
+            name: name.into(),
+            before,
+            after,
+        };
         assert_eq!(
             changes,
             [
-                Seen {
-                    before: Some(ns("b", Some("ecr"))),
-                    after: Some(ns("b", Some("no")))
-                },
-                Seen {
-                    before: None,
-                    after: Some(ns("d", None))
-                },
-                Seen {
-                    before: Some(ns("c", None)),
-                    after: None
-                },
+                seen("b", Some(st(true)), Some(st(false))),
+                seen("d", None, Some(st(true))),
+                seen("c", Some(st(false)), None),
             ]
         );
         assert!(diff(&new, &new).is_empty());

@@ -1,7 +1,26 @@
 //! What the leader does when a namespace changes. Pure.
 
-use crate::cluster::namespaces::NamespaceSpec;
+use crate::cluster::namespaces::{Listed, NamespaceSpec};
 use crate::watch::namespace_watch::Seen;
+
+/// What the selection makes of one namespace: all the watch keeps of it, so that ten thousand
+/// namespaces cost a few bytes each rather than their labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// The Secret goes there.
+    pub target: bool,
+    /// Not selected at all: where --prune removes the Secret.
+    pub unselected: bool,
+}
+
+impl Standing {
+    pub fn of(spec: &NamespaceSpec, ns: &Listed) -> Standing {
+        Standing {
+            target: spec.is_target(ns),
+            unselected: spec.is_unselected(ns),
+        }
+    }
+}
 
 /// The work one change asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,20 +36,20 @@ pub enum Action {
 /// when a selected namespace stops being one. A deleted namespace takes its Secret with it;
 /// other changes (annotations, a label the selection ignores) need nothing: drift of the
 /// Secret itself is repaired by the periodic refresh.
-pub fn react(spec: &NamespaceSpec, prune: bool, seen: &Seen) -> Action {
-    let Some(after) = &seen.after else {
+pub fn react(prune: bool, seen: &Seen) -> Action {
+    let Some(after) = seen.after else {
         return Action::Nothing;
     };
-    let was_target = seen.before.as_ref().is_some_and(|b| spec.is_target(b));
-    if spec.is_target(after) {
+    let was_target = seen.before.is_some_and(|b| b.target);
+    if after.target {
         return match was_target {
             true => Action::Nothing,
-            false => Action::Write(after.name.clone()),
+            false => Action::Write(seen.name.clone()),
         };
     }
-    let was_selected = seen.before.as_ref().is_some_and(|b| !spec.is_unselected(b));
-    if prune && was_selected && spec.is_unselected(after) {
-        return Action::Prune(after.name.clone());
+    let was_selected = seen.before.is_some_and(|b| !b.unselected);
+    if prune && was_selected && after.unselected {
+        return Action::Prune(seen.name.clone());
     }
     Action::Nothing
 }
@@ -40,7 +59,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::cluster::namespaces::Listed;
 
     fn ns(name: &str, pulls: Option<&str>, terminating: bool) -> Listed {
         Listed {
@@ -52,8 +70,17 @@ mod tests {
         }
     }
 
-    fn seen(before: Option<Listed>, after: Option<Listed>) -> Seen {
-        Seen { before, after }
+    fn seen_by(spec: &NamespaceSpec, before: Option<Listed>, after: Option<Listed>) -> Seen {
+        let name = after
+            .as_ref()
+            .or(before.as_ref())
+            .map(|l| l.name.clone())
+            .unwrap_or_default();
+        Seen {
+            name,
+            before: before.map(|b| Standing::of(spec, &b)),
+            after: after.map(|a| Standing::of(spec, &a)),
+        }
     }
 
     #[test]
@@ -66,25 +93,22 @@ mod tests {
         let write = |n: &str| Action::Write(n.into());
         assert_eq!(
             react(
-                &spec,
                 false,
-                &seen(None, Some(ns("team-a", Some("ecr"), false)))
+                &seen_by(&spec, None, Some(ns("team-a", Some("ecr"), false)))
             ),
             write("team-a")
         );
         assert_eq!(
             react(
-                &spec,
                 false,
-                &seen(None, Some(ns("web", Some("ecr"), false)))
+                &seen_by(&spec, None, Some(ns("web", Some("ecr"), false)))
             ),
             Action::Nothing
         );
         assert_eq!(
             react(
-                &spec,
                 false,
-                &seen(None, Some(ns("team-old", Some("ecr"), false)))
+                &seen_by(&spec, None, Some(ns("team-old", Some("ecr"), false)))
             ),
             Action::Nothing
         );
@@ -92,22 +116,25 @@ mod tests {
         let before = ns("team-b", None, false);
         let after = ns("team-b", Some("ecr"), false);
         assert_eq!(
-            react(&spec, false, &seen(Some(before), Some(after.clone()))),
+            react(false, &seen_by(&spec, Some(before), Some(after.clone()))),
             write("team-b")
         );
         // Already a target: another label or annotation changes nothing.
         assert_eq!(
-            react(&spec, true, &seen(Some(after.clone()), Some(after.clone()))),
+            react(
+                true,
+                &seen_by(&spec, Some(after.clone()), Some(after.clone()))
+            ),
             Action::Nothing
         );
         // Terminating: neither written nor pruned; deleted: nothing.
         let dying = ns("team-b", Some("ecr"), true);
         assert_eq!(
-            react(&spec, true, &seen(Some(after.clone()), Some(dying))),
+            react(true, &seen_by(&spec, Some(after.clone()), Some(dying))),
             Action::Nothing
         );
         assert_eq!(
-            react(&spec, true, &seen(Some(after), None)),
+            react(true, &seen_by(&spec, Some(after), None)),
             Action::Nothing
         );
     }
@@ -121,16 +148,16 @@ mod tests {
         };
         let before = ns("a", Some("ecr"), false);
         let after = ns("a", Some("no"), false);
-        let change = seen(Some(before), Some(after.clone()));
-        assert_eq!(react(&spec, false, &change), Action::Nothing);
-        assert_eq!(react(&spec, true, &change), Action::Prune("a".into()));
+        let change = seen_by(&spec, Some(before), Some(after.clone()));
+        assert_eq!(react(false, &change), Action::Nothing);
+        assert_eq!(react(true, &change), Action::Prune("a".into()));
         // Never selected: nothing to prune.
         assert_eq!(
-            react(&spec, true, &seen(None, Some(after.clone()))),
+            react(true, &seen_by(&spec, None, Some(after.clone()))),
             Action::Nothing
         );
         assert_eq!(
-            react(&spec, true, &seen(Some(after.clone()), Some(after))),
+            react(true, &seen_by(&spec, Some(after.clone()), Some(after))),
             Action::Nothing
         );
     }
