@@ -717,7 +717,7 @@ fn watch_wiring_follows_a_renamed_install() {
              resources:\n  - {up}manifests/overlays/watch\nnamespace: infra\nnamePrefix: x-\n\
              configMapGenerator:\n  - name: ecr-secret-refresher\n    behavior: merge\n    literals:\n\
              \x20     - ECR_REFRESHER_LEASE_NAME=pull-refresher\n      - ECR_REFRESHER_SECRET_NAME=pull\n\
-             transformers:\n  - {up}manifests/wiring\n  - {up}manifests/wiring/lease\n"
+             transformers:\n  - {up}manifests/wiring/identity\n  - {up}manifests/wiring/lease\n"
         ),
     )
     .unwrap();
