@@ -72,19 +72,24 @@ impl Summary {
     pub fn of(results: &[NamespaceResult]) -> Summary {
         let mut s = Summary::default();
         for r in results {
-            match &r.outcome {
-                Outcome::Refreshed { .. } => s.refreshed += 1,
-                Outcome::Skipped(_) => s.skipped += 1,
-                Outcome::NotStarted(_) => s.not_started += 1,
-                Outcome::Failed(e) => {
-                    s.failed += 1;
-                    if e.lost_secret() {
-                        s.lost += 1;
-                    }
+            s.count(&r.outcome);
+        }
+        s
+    }
+
+    /// Counts one namespace's outcome.
+    pub fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Refreshed { .. } => self.refreshed += 1,
+            Outcome::Skipped(_) => self.skipped += 1,
+            Outcome::NotStarted(_) => self.not_started += 1,
+            Outcome::Failed(e) => {
+                self.failed += 1;
+                if e.lost_secret() {
+                    self.lost += 1;
                 }
             }
         }
-        s
     }
 
     pub fn status(&self) -> RunStatus {

@@ -148,16 +148,22 @@ impl NamespaceSpec {
     }
 }
 
-/// Every namespace in the cluster, with its labels and whether it is being deleted: metadata
-/// only, [`PAGE`] at a time. A continue token that expired between pages (410 Expired, after
+/// Every namespace in the cluster, with its labels (if `labels`) and whether it is being
+/// deleted: metadata only, [`PAGE`] at a time. A continue token that expired between pages (410 Expired, after
 /// an etcd compaction) starts the listing over, so the result is one consistent snapshot.
-pub async fn list(client: Client) -> Result<Vec<Listed>, kube::Error> {
-    list_with_version(client).await.map(|(listed, _)| listed)
+pub async fn list(client: Client, labels: bool) -> Result<Vec<Listed>, kube::Error> {
+    list_with_version(client, labels)
+        .await
+        .map(|(listed, _)| listed)
 }
 
 /// Like [`list`], with the resourceVersion of the snapshot: where a watch of the changes since
-/// starts.
-pub async fn list_with_version(client: Client) -> Result<(Vec<Listed>, String), kube::Error> {
+/// starts. Without `labels` (no --namespace-selector to match), the labels are not kept: with
+/// ten thousand namespaces, they are most of the listing's memory.
+pub async fn list_with_version(
+    client: Client,
+    labels: bool,
+) -> Result<(Vec<Listed>, String), kube::Error> {
     let api: Api<Namespace> = Api::all(client);
     let mut restarts = 0;
     'listing: loop {
@@ -179,11 +185,13 @@ pub async fn list_with_version(client: Client) -> Result<(Vec<Listed>, String), 
                 }
                 Err(e) => return Err(e),
             };
-            listed.extend(
-                page.items
-                    .into_iter()
-                    .filter_map(|ns| Listed::from_meta(ns.metadata)),
-            );
+            listed.extend(page.items.into_iter().filter_map(|ns| {
+                let mut meta = ns.metadata;
+                if !labels {
+                    meta.labels = None;
+                }
+                Listed::from_meta(meta)
+            }));
             match page.metadata.continue_ {
                 Some(t) if !t.is_empty() => token = Some(t),
                 _ => return Ok((listed, page.metadata.resource_version.unwrap_or_default())),

@@ -179,13 +179,12 @@ pub async fn select_namespaces(client: &Client, config: &Config) -> Result<Selec
     if !spec.needs_listing() && !config.prune {
         return Ok(spec.select(None));
     }
-    let listed =
-        namespaces::list(client.clone())
-            .await
-            .map_err(|e| SetupError::ListNamespaces {
-                message: crate::cluster::calls::describe(&e),
-                transient: crate::cluster::calls::is_transient(&e),
-            })?;
+    let listed = namespaces::list(client.clone(), spec.selector.is_some())
+        .await
+        .map_err(|e| SetupError::ListNamespaces {
+            message: crate::cluster::calls::describe(&e),
+            transient: crate::cluster::calls::is_transient(&e),
+        })?;
     Ok(spec.select(Some(&listed)))
 }
 
@@ -483,10 +482,19 @@ pub async fn write_and_prune(
     decided: Vec<NamespaceResult>,
     instance: &str,
 ) -> Written {
-    let mut results = decided;
-    results.extend(write_all(ctx, &selection.targets).await);
-    let mut summary = Summary::of(&results);
-    let retry = retryable(&results);
+    // Counted as they come rather than collected: ten thousand results are memory for nothing.
+    let mut summary = Summary::of(&decided);
+    let mut retry = retryable(&decided);
+    drop(decided);
+    futures::stream::iter(&selection.targets)
+        .map(|target| refresh_one(ctx, target))
+        .buffer_unordered(ctx.config.concurrency)
+        .for_each(|r| {
+            summary.count(&r.outcome);
+            retry.extend(retryable(std::slice::from_ref(&r)));
+            async {}
+        })
+        .await;
     let (config, stop) = (ctx.config, ctx.stop);
     if config.prune {
         match stop.reason() {

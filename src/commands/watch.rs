@@ -273,10 +273,12 @@ async fn lead(l: &Leader<'_>) {
     let (synced_tx, synced_rx) = oneshot::channel();
     let (held_tx, held_rx) = watch::channel(None);
     let spec = l.config.namespaces.clone();
+    let labels = spec.selector.is_some();
     let classify = Box::new(move |ns: &Listed| Standing::of(&spec, ns));
     let namespaces = NamespaceWatch::new(
         l.watch_client.clone(),
         classify,
+        labels,
         l.shared.health.clone(),
         l.shared.metrics.clone(),
     )

@@ -92,6 +92,8 @@ pub struct NamespaceWatch {
     /// Every namespace, as the selection stands it.
     cache: BTreeMap<String, Standing>,
     classify: Classify,
+    /// Whether the classification reads labels (a --namespace-selector): else a listing drops them.
+    labels: bool,
     version: Option<String>,
     health: Health,
     metrics: Metrics,
@@ -103,6 +105,7 @@ impl NamespaceWatch {
     pub fn new(
         client: Client,
         classify: Classify,
+        labels: bool,
         health: Health,
         metrics: Metrics,
     ) -> NamespaceWatch {
@@ -111,6 +114,7 @@ impl NamespaceWatch {
             client,
             cache: BTreeMap::new(),
             classify,
+            labels,
             version: None,
             health,
             metrics,
@@ -130,7 +134,7 @@ impl NamespaceWatch {
         let mut watches: u64 = 0;
         loop {
             if self.version.is_none() {
-                match namespaces::list_with_version(self.client.clone()).await {
+                match namespaces::list_with_version(self.client.clone(), self.labels).await {
                     Ok((listed, version)) => {
                         self.health.api_ok();
                         let new: BTreeMap<String, Standing> = listed
