@@ -467,3 +467,383 @@ fn jobs_retry_within_the_slack_and_fail_fast_on_exit_2() {
         }
     }
 }
+
+// ---- The watch overlay: `ecr-secret-refresher watch` as a Deployment ----
+
+/// The one object of `kind` (and `name`, when given) in a rendering.
+fn one<'a>(objects: &'a [Value], kind: &str, name: Option<&str>) -> &'a Value {
+    let found: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == kind && name.is_none_or(|n| o["metadata"]["name"] == n))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind} {name:?}, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+/// Whether `selector` (`matchLabels`) selects a pod labelled `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let wanted = selector["matchLabels"].as_object().expect("matchLabels");
+    !wanted.is_empty() && wanted.iter().all(|(k, v)| &labels[k] == v)
+}
+
+/// The Deployment runs `watch` as the contract says, with the CronJob's hardening, image,
+/// ServiceAccount and configuration, and without the CronJob or the initial Job.
+#[test]
+fn watch_overlay_runs_a_hardened_deployment_instead_of_the_jobs() {
+    let objects = render("watch");
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "CronJob" || o["kind"] == "Job"),
+        "the watch overlay ships neither the CronJob nor the initial Job"
+    );
+    let deployment = one(&objects, "Deployment", None);
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let template = &deployment["spec"]["template"];
+    assert!(selects(
+        &deployment["spec"]["selector"],
+        &template["metadata"]["labels"]
+    ));
+    let pod = &template["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(pod["containers"].as_array().unwrap().len(), 1);
+    assert_eq!(c["args"], json!(["watch"]));
+
+    // The same pod as the CronJob's where the two should agree.
+    let cluster = render("cluster");
+    let cron = one(&cluster, "CronJob", None);
+    let cron_pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let cron_c = &cron_pod["containers"][0];
+    for field in [
+        "securityContext",
+        "serviceAccountName",
+        "automountServiceAccountToken",
+    ] {
+        assert_eq!(pod[field], cron_pod[field], "pod {field}");
+    }
+    for field in [
+        "name",
+        "image",
+        "imagePullPolicy",
+        "securityContext",
+        "resources",
+    ] {
+        assert_eq!(c[field], cron_c[field], "container {field}");
+    }
+    // The configuration: this overlay's ConfigMap (the base's plus the lease name).
+    let cm = one(&objects, "ConfigMap", None);
+    assert_eq!(
+        c["envFrom"],
+        json!([{"configMapRef": {"name": cm["metadata"]["name"]}}])
+    );
+    // And hardened on its own terms, whatever the CronJob says.
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert!(c["resources"]["limits"]["memory"].is_string());
+    assert!(c["resources"]["requests"]["cpu"].is_string());
+    assert!(pod["hostNetwork"].is_null() && pod["hostPID"].is_null());
+    assert!(pod["volumes"].is_null(), "no volume beyond the token");
+
+    // The leader's identity from the downward API; the Lease in the pod's own namespace (the
+    // default when ECR_REFRESHER_LEASE_NAMESPACE is not set).
+    let pod_name = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "POD_NAME")
+        .expect("POD_NAME in the container's env");
+    assert_eq!(
+        pod_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert!(cm["data"]["ECR_REFRESHER_LEASE_NAMESPACE"].is_null());
+    assert!(cm["data"]["ECR_REFRESHER_NO_LEADER_ELECTION"].is_null());
+
+    // One port, `http` 8080, and the probes on it.
+    assert_eq!(
+        c["ports"],
+        json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], "http", "{probe}");
+    }
+    // The refresher exits within 10 s of SIGTERM: room for that, not the 30 s default.
+    let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap();
+    assert!(
+        (11..=20).contains(&grace),
+        "terminationGracePeriodSeconds {grace}"
+    );
+
+    // Replicas preferably on different nodes, never required (a one-node cluster runs both).
+    let anti = &pod["affinity"]["podAntiAffinity"];
+    assert!(anti["requiredDuringSchedulingIgnoredDuringExecution"].is_null());
+    let term = &anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"];
+    assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+    assert!(selects(
+        &term["labelSelector"],
+        &template["metadata"]["labels"]
+    ));
+
+    let pdb = one(&objects, "PodDisruptionBudget", None);
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert!(selects(
+        &pdb["spec"]["selector"],
+        &template["metadata"]["labels"]
+    ));
+
+    // Only the http port may be reached.
+    let policy = one(&objects, "NetworkPolicy", None);
+    assert!(selects(
+        &policy["spec"]["podSelector"],
+        &template["metadata"]["labels"]
+    ));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{"ports": [{"port": "http", "protocol": "TCP"}]}])
+    );
+
+    // Everything namespaced lives in the ServiceAccount's namespace.
+    let ns = one(&objects, "ServiceAccount", None)["metadata"]["namespace"].clone();
+    for kind in [
+        "Deployment",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ConfigMap",
+        "Role",
+        "RoleBinding",
+    ] {
+        assert_eq!(
+            one(&objects, kind, None)["metadata"]["namespace"],
+            ns,
+            "{kind}"
+        );
+    }
+}
+
+/// The admission policy of the watch overlay is the cluster overlay's, which
+/// admission_policy.rs evaluates against the attack and against every write the binary makes.
+#[test]
+fn watch_overlay_installs_the_same_admission_policy() {
+    let watch = render("watch");
+    let cluster = render("cluster");
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        assert_eq!(one(&watch, kind, None), one(&cluster, kind, None), "{kind}");
+    }
+}
+
+/// The watch overlay grants the cluster overlay's rules plus `watch` on namespaces and the one
+/// Lease (get and update limited to ECR_REFRESHER_LEASE_NAME) in the install namespace, and
+/// never list or watch on Secrets.
+#[test]
+fn watch_rbac_is_the_cluster_rbac_plus_namespace_watch_and_the_lease() {
+    let objects = render("watch");
+    let rules = rules_of(&objects);
+    for r in &rules {
+        assert!(
+            !(r.resources.iter().any(|x| x == "secrets" || x == "*")
+                && r.verbs
+                    .iter()
+                    .any(|v| v == "list" || v == "watch" || v == "*")),
+            "no list or watch on Secrets anywhere: {r:?}"
+        );
+    }
+    let mut expected = granted(&rules_of(&render("cluster")));
+    for pair in [
+        ("watch", "namespaces"),
+        ("create", "leases"),
+        ("get", "leases"),
+        ("update", "leases"),
+    ] {
+        expected.insert((pair.0.to_string(), pair.1.to_string()));
+    }
+    assert_eq!(granted(&rules), expected);
+
+    let cm = one(&objects, "ConfigMap", None);
+    let lease = cm["data"]["ECR_REFRESHER_LEASE_NAME"]
+        .as_str()
+        .expect("the overlay names its Lease");
+    let install_ns = one(&objects, "ServiceAccount", None)["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for r in rules
+        .iter()
+        .filter(|r| r.resources.iter().any(|x| x == "leases"))
+    {
+        assert_eq!(r.api_groups, ["coordination.k8s.io"], "{r:?}");
+        assert_eq!(r.namespace.as_deref(), Some(install_ns.as_str()), "{r:?}");
+        if r.verbs.iter().any(|v| v == "create") {
+            // create cannot be limited by name: it gets a rule of its own.
+            assert_eq!(r.verbs, ["create"], "{r:?}");
+        } else {
+            assert_eq!(r.resource_names, [lease], "{r:?}");
+        }
+    }
+}
+
+/// A user's overlay on top of the watch overlay that moves it to another namespace, prefixes
+/// the names and renames the Secret and the Lease: the wiring follows all of it.
+#[test]
+fn watch_wiring_follows_a_renamed_install() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("overlay-watch-renamed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let up = "../".repeat(
+        dir.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap()
+            .components()
+            .count(),
+    );
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources:\n  - {up}manifests/overlays/watch\nnamespace: infra\nnamePrefix: x-\n\
+             configMapGenerator:\n  - name: ecr-secret-refresher\n    behavior: merge\n    literals:\n\
+             \x20     - ECR_REFRESHER_LEASE_NAME=pull-refresher\n      - ECR_REFRESHER_SECRET_NAME=pull\n\
+             transformers:\n  - {up}manifests/wiring/identity\n  - {up}manifests/wiring/lease\n"
+        ),
+    )
+    .unwrap();
+    let objects = render_dir(&dir);
+    let role = one(&objects, "Role", None);
+    assert_eq!(role["metadata"]["namespace"], "infra");
+    assert_eq!(role["rules"][0]["resourceNames"], json!(["pull-refresher"]));
+    let cluster_role = one(&objects, "ClusterRole", None);
+    assert_eq!(cluster_role["rules"][0]["resourceNames"], json!(["pull"]));
+    for binding in ["RoleBinding", "ClusterRoleBinding"] {
+        assert_eq!(
+            one(&objects, binding, None)["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "x-ecr-secret-refresher", "namespace": "infra"}]),
+            "{binding}"
+        );
+    }
+    let pod = &one(&objects, "Deployment", None)["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "x-ecr-secret-refresher");
+}
+
+/// Polls `done` every 50 ms for at most `limit`.
+async fn wait_until(limit: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The watch overlay's rules are enough and no more for everything the binary does under them:
+/// the one-shot's paths, and a `watch` replica that takes the Lease, fills a namespace created
+/// while it runs, and releases the Lease on SIGTERM. Nothing is refused, and every granted
+/// (verb, resource) pair is used.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_overlay_grants_exactly_what_both_modes_use() {
+    let objects = render("watch");
+    let rules = rules_of(&objects);
+    let lease = one(&objects, "ConfigMap", None)["data"]["ECR_REFRESHER_LEASE_NAME"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let install_ns = one(&objects, "ServiceAccount", None)["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let h = Harness::new(&["team-a", "team-b", &install_ns]).await;
+    h.kube.enforce_rules(rules.clone());
+    exercise(&h, "team-a,team-b", true, &[]).await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = tokio::process::Command::new(BIN)
+        .args(["watch", "--namespaces", "team-*", "--listen", &listen])
+        .args(["--lease-name", &lease, "--lease-namespace", &install_ns])
+        .env_clear()
+        .envs(h.base_env())
+        .env("POD_NAME", "refresher-0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let pid = child.id().unwrap().to_string();
+    let limit = std::time::Duration::from_secs(30);
+    wait_until(limit, "the replica holds the Lease", || {
+        h.kube
+            .lease(&install_ns, &lease)
+            .is_some_and(|l| l["spec"]["holderIdentity"] == "refresher-0")
+    })
+    .await;
+    h.kube.add_namespace("team-c", &[]);
+    wait_until(limit, "the new namespace has its Secret", || {
+        h.secret("team-c", "ecr").is_some()
+    })
+    .await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("watch exits within 10 s of SIGTERM")
+        .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_secrets(&output);
+    assert!(out.status.success(), "{output}");
+    let released = h.kube.lease(&install_ns, &lease).unwrap();
+    assert!(
+        released["spec"]["holderIdentity"]
+            .as_str()
+            .is_none_or(str::is_empty),
+        "the Lease is released on SIGTERM: {released}"
+    );
+    assert_used_is_granted(&h, &rules);
+}
+
+/// Every variable the watch overlay's ConfigMap sets is an environment twin of a flag of
+/// `watch` (the refresh flags and its own).
+#[test]
+fn watch_overlay_configures_only_flags_of_watch() {
+    let help = std::process::Command::new(BIN)
+        .args(["watch", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success(), "watch --help");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let objects = render("watch");
+    let cm = one(&objects, "ConfigMap", None);
+    let keys: Vec<&String> = cm["data"].as_object().unwrap().keys().collect();
+    assert!(keys.iter().any(|k| *k == "ECR_REFRESHER_LEASE_NAME"));
+    for key in keys {
+        assert!(
+            help.contains(&format!("[env: {key}=")),
+            "watch: {key} is not an environment twin of any flag of `watch`"
+        );
+    }
+}
