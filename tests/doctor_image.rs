@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
-use aws_sdk_ecr::config::{Credentials, Region};
 use aws_sdk_ecr::types::ImageIdentifier;
+use common::stand_in::{Registry, moto_ecr};
 use common::*;
 use fake_kube::{AwsFault, Fault, Rule};
 use serde_json::{Value, json};
@@ -22,77 +21,9 @@ fn host(account: &str) -> String {
     format!("{account}.dkr.ecr.us-east-1.amazonaws.com")
 }
 
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// The TLS `/v2/` stand-in, killed when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Registry {
-    /// Serves the registry hostnames of both test accounts; accepts `AWS:password`.
-    fn start(dir: &Path, password: &str) -> Registry {
-        let dir = dir.join("registry");
-        let script = format!(
-            "{}/tests/doctor_image/registry.py",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let mut child = Command::new(python())
-            .arg(script)
-            .args(["--dir", dir.to_str().unwrap(), "--password", password])
-            .args([host(ACCOUNT), host(OTHER_ACCOUNT)])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {} ({e}): run the tests with scripts/test",
-                    python()
-                )
-            });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            panic!("registry.py printed no port (is `cryptography` installed?): {line:?}")
-        });
-        Registry { child, port, dir }
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn ca(&self) -> String {
-        self.dir.join("ca.pem").display().to_string()
-    }
-
-    fn requests(&self) -> String {
-        std::fs::read_to_string(self.dir.join("requests.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An ECR client straight to moto (not through the front), to set the scene.
-fn moto_ecr() -> aws_sdk_ecr::Client {
-    let conf = aws_sdk_ecr::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto_url())
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .http_client(ecr_secret_refresher::aws::http::client())
-        .build();
-    aws_sdk_ecr::Client::from_conf(conf)
+/// The TLS `/v2/` stand-in (tests/common/stand_in.rs), serving both test accounts' registries.
+fn registry(dir: &Path, password: &str) -> Registry {
+    Registry::start(dir, password, &[&host(ACCOUNT), &host(OTHER_ACCOUNT)])
 }
 
 fn digest(seed: &str) -> String {
@@ -301,7 +232,7 @@ async fn every_step_passes_for_a_pullable_image_and_nothing_is_written() {
         our_secret("team-a", &[&host(ACCOUNT)], &in_a_day()),
     );
     list_ecr_in_sa(&h, "team-a");
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     h.kube.clear_requests();
     let image = format!("{}/doctor/pass:v1", host(ACCOUNT));
     let run = doctor_via(&h, &registry, &image, &["--namespace", "team-a"]).await;
@@ -369,7 +300,7 @@ async fn every_step_passes_for_a_pullable_image_and_nothing_is_written() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_come_as_json_lines_with_codes_and_fixes() {
     let h = Harness::new(&[]).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/json-missing:v1", host(ACCOUNT));
     let run = doctor_via(&h, &registry, &image, &["--log-format", "json"]).await;
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
@@ -460,7 +391,7 @@ async fn a_token_refused_names_get_authorization_token() {
         "*",
         ACCOUNT,
     ));
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     seed(ACCOUNT, "doctor/token", "v1", None).await;
     let image = format!("{}/doctor/token:v1", host(ACCOUNT));
     let run = doctor_via(&h, &registry, &image, &[]).await;
@@ -476,7 +407,7 @@ async fn a_token_refused_names_get_authorization_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_repository_or_tag_is_told_apart_from_a_denial() {
     let h = Harness::new(&[]).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     seed(ACCOUNT, "doctor/tags", "v1", None).await;
     let env = env_trusting(&h, &registry);
 
@@ -535,7 +466,7 @@ async fn a_missing_repository_or_tag_is_told_apart_from_a_denial() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_describe_images_the_check_asks_like_a_pull() {
     let h = Harness::new(&[]).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     seed(ACCOUNT, "doctor/pull-only", "v1", None).await;
     h.aws.fail(access_denied(
         "DescribeImages",
@@ -565,7 +496,7 @@ async fn without_describe_images_the_check_asks_like_a_pull() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_denied_pull_action_is_named_with_the_repository() {
     let h = Harness::new(&[]).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     seed(ACCOUNT, "doctor/denied", "v1", None).await;
     h.aws.fail(access_denied(
         "GetDownloadUrlForLayer",
@@ -616,7 +547,7 @@ async fn a_denied_pull_action_is_named_with_the_repository() {
 #[tokio::test(flavor = "multi_thread")]
 async fn another_accounts_repository_policy_gets_the_statement_to_add() {
     let h = Harness::new(&[]).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let someone_else = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Ci", "Effect": "Allow",
         "Principal": {"AWS": "arn:aws:iam::999999999999:root"}, "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]});
     seed(OTHER_ACCOUNT, "doctor/xacct", "v1", Some(someone_else)).await;
@@ -675,7 +606,7 @@ async fn another_accounts_repository_policy_gets_the_statement_to_add() {
 #[tokio::test(flavor = "multi_thread")]
 async fn another_accounts_repository_without_a_policy_or_hidden_from_us() {
     let h = Harness::new(&[]).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     seed(OTHER_ACCOUNT, "doctor/nopolicy", "v1", None).await;
     h.aws.fail(access_denied(
         "BatchGetImage",
@@ -718,7 +649,7 @@ async fn the_registry_refusing_the_token_is_not_a_network_problem() {
     let h = Harness::new(&[]).await;
     seed(ACCOUNT, "doctor/v2-401", "v1", None).await;
     // The stand-in expects another password: ours answers 401, as a stale or foreign token would.
-    let registry = Registry::start(h.dir.path(), "a-different-password");
+    let registry = registry(h.dir.path(), "a-different-password");
     let image = format!("{}/doctor/v2-401:v1", host(ACCOUNT));
     let run = doctor_via(&h, &registry, &image, &[]).await;
     assert_eq!(run.code, 1);
@@ -738,7 +669,7 @@ async fn the_registry_refusing_the_token_is_not_a_network_problem() {
 async fn no_answer_unknown_name_or_wrong_certificate_get_their_own_hints() {
     let h = Harness::new(&[]).await;
     seed(ACCOUNT, "doctor/net", "v1", None).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/net:v1", host(ACCOUNT));
 
     // A listener that accepts TCP and never says a word: a black hole on the path.
@@ -807,7 +738,7 @@ async fn the_pull_secret_must_exist_hold_the_registry_and_be_fresh() {
     let h = Harness::new(&["team-a"]).await;
     seed(ACCOUNT, "doctor/secret", "v1", None).await;
     list_ecr_in_sa(&h, "team-a");
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/secret:v1", host(ACCOUNT));
     let address = registry.address();
     let run_it = || {
@@ -931,7 +862,7 @@ async fn the_service_account_must_list_the_secret() {
         "team-a",
         our_secret("team-a", &[&host(ACCOUNT)], &in_a_day()),
     );
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/sa:v1", host(ACCOUNT));
     let env = env_trusting(&h, &registry);
 
@@ -996,7 +927,7 @@ async fn without_rbac_to_look_the_cluster_rows_are_unknown_not_failed() {
         namespace: None,
     }]);
     list_ecr_in_sa(&h, "team-a");
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/rbac:v1", host(ACCOUNT));
     let run = doctor_via(&h, &registry, &image, &["--namespace", "team-a"]).await;
     assert_eq!(
@@ -1061,7 +992,7 @@ async fn a_credentials_failure_gets_the_fix_for_its_cause() {
 async fn a_cluster_config_failure_gets_the_fix_for_its_cause() {
     let h = Harness::new(&["team-a"]).await;
     seed(ACCOUNT, "doctor/ctx", "v1", None).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/ctx:v1", host(ACCOUNT));
     let run = doctor_via(
         &h,
@@ -1118,7 +1049,7 @@ async fn a_cluster_config_failure_gets_the_fix_for_its_cause() {
 async fn behind_a_proxy_the_endpoint_is_not_checked_directly_and_not_failed() {
     let h = Harness::new(&[]).await;
     seed(ACCOUNT, "doctor/proxy", "v1", None).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/proxy:v1", host(ACCOUNT));
     let mut env = env_trusting(&h, &registry);
     // HTTPS only: the AWS calls go to moto over plain HTTP, which this does not divert.
@@ -1203,7 +1134,7 @@ async fn independent_problems_are_all_reported_in_one_run() {
         .code,
         0
     );
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/many:v1", host(OTHER_ACCOUNT));
     let run = doctor_via(&h, &registry, &image, &["--namespace", "team-a"]).await;
     assert_eq!(run.code, 1);
@@ -1247,7 +1178,7 @@ fn index(platform: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_multi_platform_image_is_followed_to_a_platform_and_its_layer() {
     let h = Harness::new(&[]).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     // seed() stores a single-platform image under `amd64`; the index under `v1` names it.
     let platform = seed(ACCOUNT, "doctor/multi", "amd64", None).await;
     put_manifest("doctor/multi", "v1", &index(&platform)).await;
@@ -1297,7 +1228,7 @@ fn aws_fault(service: &str, operation: Option<&str>, status: u16, code: &str) ->
 async fn credentials_aws_does_not_accept_fail_the_credentials_row() {
     let h = Harness::new(&[]).await;
     seed(ACCOUNT, "doctor/expired", "v1", None).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/expired:v1", host(ACCOUNT));
     for (sts_code, ecr_code) in [
         ("InvalidClientTokenId", "UnrecognizedClientException"),
@@ -1451,7 +1382,7 @@ async fn an_aws_endpoint_that_never_answers_is_named_and_not_waited_on_twice() {
 async fn with_the_caller_unknown_a_denied_pull_gets_both_fixes() {
     let h = Harness::new(&[]).await;
     seed(OTHER_ACCOUNT, "doctor/who", "v1", None).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/who:v1", host(OTHER_ACCOUNT));
     h.aws.fail(aws_fault(
         "sts",
@@ -1511,7 +1442,7 @@ async fn cluster_reads_that_never_answer_are_bounded_and_named() {
     seed(ACCOUNT, "doctor/hung", "v1", None).await;
     list_ecr_in_sa(&h, "team-a");
     h.kube.inject(Fault::hang().resource("secrets"));
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/hung:v1", host(ACCOUNT));
     let started = std::time::Instant::now();
     let run = doctor_via(&h, &registry, &image, &["--namespace", "team-a"]).await;
@@ -1534,7 +1465,7 @@ async fn cluster_reads_that_never_answer_are_bounded_and_named() {
 async fn throttling_is_never_worded_as_a_permission_problem() {
     let h = Harness::new(&[]).await;
     seed(ACCOUNT, "doctor/busy", "v1", None).await;
-    let registry = Registry::start(h.dir.path(), MOTO_PASSWORD);
+    let registry = registry(h.dir.path(), MOTO_PASSWORD);
     let image = format!("{}/doctor/busy:v1", host(ACCOUNT));
     h.aws.fail(aws_fault(
         "ecr",

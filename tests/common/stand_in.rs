@@ -1,6 +1,5 @@
 //! The scene for `doctor --image` runs, shared by the tests that need a pullable image: the TLS
 //! `/v2/` registry stand-in (tests/doctor_image/registry.py) and an image seeded into moto.
-//! (tests/doctor_image.rs has its own copies of these, with more knobs; they can move here.)
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
