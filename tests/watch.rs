@@ -549,16 +549,13 @@ async fn sigterm_releases_the_lease_for_an_immediate_handover_and_exits_fast() {
     let _ = b.get("/healthz").await;
 }
 
-/// Someone takes the Lease while the leader is in the middle of a slow refresh: at its next
-/// renewal the old leader finds it gone and stops writing at once, the rest of the refresh
-/// included.
-#[tokio::test]
-async fn a_lease_stolen_mid_refresh_stops_the_old_leaders_writes() {
-    let names: Vec<String> = (0..40).map(|i| format!("team-{i:02}")).collect();
+/// Replica "replica-a" refreshing `n` namespaces `team-NN` one at a time, each Secret create
+/// taking 400 ms: a refresh long enough to lose the Lease in the middle of.
+async fn slow_refresh(n: usize) -> (Harness, Watcher) {
+    let names: Vec<String> = (0..n).map(|i| format!("team-{i:02}")).collect();
     let mut refs: Vec<&str> = names.iter().map(String::as_str).collect();
     refs.push("default");
     let h = Harness::new(&refs).await;
-    // Each Secret write takes 400 ms: 40 namespaces one at a time take 16 s.
     h.kube.inject(
         Fault::delay(Duration::from_millis(400))
             .resource("secrets")
@@ -577,6 +574,16 @@ async fn a_lease_stolen_mid_refresh_stops_the_old_leaders_writes() {
         ],
         &[("POD_NAME", "replica-a")],
     );
+    (h, w)
+}
+
+/// Someone takes the Lease while the leader is in the middle of a slow refresh: at its next
+/// renewal the old leader finds it gone and stops writing at once, the rest of the refresh
+/// included.
+#[tokio::test]
+async fn a_lease_stolen_mid_refresh_stops_the_old_leaders_writes() {
+    // Each Secret write takes 400 ms: 40 namespaces one at a time take 16 s.
+    let (h, w) = slow_refresh(40).await;
     let creates = || {
         secret_writes(&h)
             .iter()
@@ -936,28 +943,7 @@ async fn bad_watch_flags_are_named() {
 /// after its last renewal.
 #[tokio::test]
 async fn a_leader_that_cannot_renew_stops_writing_before_the_lease_expires() {
-    let names: Vec<String> = (0..60).map(|i| format!("team-{i:02}")).collect();
-    let mut refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    refs.push("default");
-    let h = Harness::new(&refs).await;
-    h.kube.inject(
-        Fault::delay(Duration::from_millis(400))
-            .resource("secrets")
-            .verb("create"),
-    );
-    let reg = private();
-    let w = start(
-        &h,
-        &[
-            "--namespaces",
-            "team-*",
-            "--registries",
-            &reg,
-            "--concurrency",
-            "1",
-        ],
-        &[("POD_NAME", "replica-a")],
-    );
+    let (h, w) = slow_refresh(60).await;
     let creates = || {
         h.kube
             .requests()
