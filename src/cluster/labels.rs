@@ -369,27 +369,6 @@ impl std::str::FromStr for Selector {
 }
 
 impl Selector {
-    /// The label keys this selector reads: every other label can be dropped before matching.
-    pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .0
-            .iter()
-            .map(|req| match req {
-                Requirement::Equals(k, _)
-                | Requirement::NotEquals(k, _)
-                | Requirement::In(k, _)
-                | Requirement::NotIn(k, _)
-                | Requirement::Exists(k)
-                | Requirement::NotExists(k)
-                | Requirement::GreaterThan(k, _)
-                | Requirement::LessThan(k, _) => k.clone(),
-            })
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys
-    }
-
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.0.iter().all(|req| {
             let get = |k: &str| labels.get(k).map(String::as_str);
@@ -636,12 +615,5 @@ mod tests {
                 .parse::<Selector>()
                 .is_ok()
         );
-    }
-
-    #[test]
-    fn a_selector_names_the_keys_it_reads() {
-        let s: Selector = "b=1,a in (x,y),!c,b!=2".parse().unwrap();
-        assert_eq!(s.keys(), ["a", "b", "c"]);
-        assert!(Selector::default().keys().is_empty());
     }
 }

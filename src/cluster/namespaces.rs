@@ -30,22 +30,39 @@ pub struct NamespaceSpec {
     pub selector: Option<Selector>,
 }
 
-/// A namespace as listed from the cluster.
+/// A namespace as listed from the cluster, judged by --namespace-selector as it is read: with
+/// ten thousand namespaces, keeping their labels until the selection is made was a third of the
+/// run's memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    /// Its labels match the selector (true without one).
+    pub matches: bool,
     pub terminating: bool,
 }
 
 impl Listed {
+    pub fn new(
+        name: String,
+        labels: &BTreeMap<String, String>,
+        terminating: bool,
+        selector: Option<&Selector>,
+    ) -> Listed {
+        Listed {
+            name,
+            matches: selector.is_none_or(|s| s.matches(labels)),
+            terminating,
+        }
+    }
+
     /// The namespace an object's metadata describes; `None` without a name.
-    pub fn from_meta(meta: ObjectMeta) -> Option<Listed> {
-        Some(Listed {
-            terminating: meta.deletion_timestamp.is_some(),
-            name: meta.name?,
-            labels: meta.labels.unwrap_or_default(),
-        })
+    pub fn from_meta(meta: ObjectMeta, selector: Option<&Selector>) -> Option<Listed> {
+        Some(Listed::new(
+            meta.name?,
+            &meta.labels.unwrap_or_default(),
+            meta.deletion_timestamp.is_some(),
+            selector,
+        ))
     }
 }
 
@@ -70,14 +87,6 @@ pub struct Selection {
 }
 
 impl NamespaceSpec {
-    /// The label keys the selection reads (see [`list`]).
-    pub fn label_keys(&self) -> Vec<String> {
-        self.selector
-            .as_ref()
-            .map(Selector::keys)
-            .unwrap_or_default()
-    }
-
     pub fn needs_listing(&self) -> bool {
         self.selector.is_some() || self.include.iter().any(|i| is_pattern(i))
     }
@@ -130,7 +139,7 @@ impl NamespaceSpec {
         }
         for ns in by_name.values() {
             let wanted = self.included(&ns.name) && !self.excluded(&ns.name);
-            let matches = self.selector.as_ref().is_none_or(|s| s.matches(&ns.labels));
+            let matches = ns.matches;
             let exact = self.include.iter().any(|i| i == &ns.name);
             if !wanted {
                 sel.unselected.push(ns.name.clone());
@@ -156,21 +165,20 @@ impl NamespaceSpec {
     }
 }
 
-/// Every namespace in the cluster, with the labels named in `labels` and whether it is being
-/// deleted: metadata only, [`PAGE`] at a time. A continue token that expired between pages (410 Expired, after
+/// Every namespace in the cluster, judged by `selector`, and whether it is being deleted:
+/// metadata only, [`PAGE`] at a time. A continue token that expired between pages (410 Expired, after
 /// an etcd compaction) starts the listing over, so the result is one consistent snapshot.
-pub async fn list(client: Client, labels: &[String]) -> Result<Vec<Listed>, kube::Error> {
-    list_with_version(client, labels)
+pub async fn list(client: Client, selector: Option<&Selector>) -> Result<Vec<Listed>, kube::Error> {
+    list_with_version(client, selector)
         .await
         .map(|(listed, _)| listed)
 }
 
 /// Like [`list`], with the resourceVersion of the snapshot: where a watch of the changes since
-/// starts. Only the labels whose keys are in `labels` are kept (those --namespace-selector
-/// reads): with ten thousand namespaces, labels are most of the listing's memory.
+/// starts.
 pub async fn list_with_version(
     client: Client,
-    labels: &[String],
+    selector: Option<&Selector>,
 ) -> Result<(Vec<Listed>, String), kube::Error> {
     let api: Api<Namespace> = Api::all(client);
     let mut restarts = 0;
@@ -193,15 +201,11 @@ pub async fn list_with_version(
                 }
                 Err(e) => return Err(e),
             };
-            listed.extend(page.items.into_iter().filter_map(|ns| {
-                let mut meta = ns.metadata;
-                // A new map, not `retain`: an emptied BTreeMap keeps its node (about half a
-                // kilobyte), ten thousand times over.
-                meta.labels = meta
-                    .labels
-                    .map(|l| l.into_iter().filter(|(k, _)| labels.contains(k)).collect());
-                Listed::from_meta(meta)
-            }));
+            listed.extend(
+                page.items
+                    .into_iter()
+                    .filter_map(|ns| Listed::from_meta(ns.metadata, selector)),
+            );
             match page.metadata.continue_ {
                 Some(t) if !t.is_empty() => token = Some(t),
                 _ => return Ok((listed, page.metadata.resource_version.unwrap_or_default())),
@@ -214,15 +218,13 @@ pub async fn list_with_version(
 mod tests {
     use super::*;
 
-    fn ns(name: &str, labels: &[(&str, &str)], terminating: bool) -> Listed {
-        Listed {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            terminating,
-        }
+    /// A namespace as listed for `spec`'s selector.
+    fn ns(spec: &NamespaceSpec, name: &str, labels: &[(&str, &str)], terminating: bool) -> Listed {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Listed::new(name.into(), &labels, terminating, spec.selector.as_ref())
     }
 
     fn spec(include: &[&str], exclude: &[&str], selector: Option<&str>) -> NamespaceSpec {
@@ -237,13 +239,13 @@ mod tests {
         sel.targets.iter().map(|t| t.name.as_str()).collect()
     }
 
-    fn cluster() -> Vec<Listed> {
+    fn cluster(s: &NamespaceSpec) -> Vec<Listed> {
         vec![
-            ns("team-a", &[("pulls", "ecr")], false),
-            ns("team-b", &[("pulls", "ecr")], false),
-            ns("team-old", &[("pulls", "ecr")], true),
-            ns("kube-system", &[], false),
-            ns("web", &[("pulls", "ecr")], false),
+            ns(s, "team-a", &[("pulls", "ecr")], false),
+            ns(s, "team-b", &[("pulls", "ecr")], false),
+            ns(s, "team-old", &[("pulls", "ecr")], true),
+            ns(s, "kube-system", &[], false),
+            ns(s, "web", &[("pulls", "ecr")], false),
         ]
     }
 
@@ -258,7 +260,7 @@ mod tests {
     fn patterns_minus_excludes() {
         let s = spec(&["team-*", "web"], &["team-b"], None);
         assert!(s.needs_listing());
-        let sel = s.select(Some(&cluster()));
+        let sel = s.select(Some(&cluster(&s)));
         assert_eq!(names(&sel), ["team-a", "web"]);
         assert_eq!(
             sel.skipped,
@@ -272,9 +274,11 @@ mod tests {
 
     #[test]
     fn selector_and_patterns_combine() {
-        let sel = spec(&[], &[], Some("pulls=ecr")).select(Some(&cluster()));
+        let s = spec(&[], &[], Some("pulls=ecr"));
+        let sel = s.select(Some(&cluster(&s)));
         assert_eq!(names(&sel), ["team-a", "team-b", "web"]);
-        let sel = spec(&["team-*", "kube-system"], &[], Some("pulls=ecr")).select(Some(&cluster()));
+        let s = spec(&["team-*", "kube-system"], &[], Some("pulls=ecr"));
+        let sel = s.select(Some(&cluster(&s)));
         assert_eq!(names(&sel), ["team-a", "team-b"]);
         assert!(sel.skipped.contains(&(
             "kube-system".into(),
@@ -285,7 +289,7 @@ mod tests {
     #[test]
     fn one_namespace_at_a_time_as_the_whole_selection_decides() {
         let s = spec(&["team-*", "web"], &["team-b"], Some("pulls=ecr"));
-        let all = cluster();
+        let all = cluster(&s);
         let sel = s.select(Some(&all));
         for ns in &all {
             let target = sel.targets.iter().any(|t| t.name == ns.name);
@@ -302,7 +306,8 @@ mod tests {
 
     #[test]
     fn missing_exact_names_are_reported() {
-        let sel = spec(&["team-*", "ghost", "web"], &[], None).select(Some(&cluster()));
+        let s = spec(&["team-*", "ghost", "web"], &[], None);
+        let sel = s.select(Some(&cluster(&s)));
         assert_eq!(sel.missing, ["ghost"]);
         assert!(sel.targets.iter().any(|t| t.name == "web" && t.exact));
         assert!(sel.targets.iter().any(|t| t.name == "team-a" && !t.exact));

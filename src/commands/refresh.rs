@@ -179,7 +179,7 @@ pub async fn select_namespaces(client: &Client, config: &Config) -> Result<Selec
     if !spec.needs_listing() && !config.prune {
         return Ok(spec.select(None));
     }
-    let listed = namespaces::list(client.clone(), &spec.label_keys())
+    let listed = namespaces::list(client.clone(), spec.selector.as_ref())
         .await
         .map_err(|e| SetupError::ListNamespaces {
             message: crate::cluster::calls::describe(&e),

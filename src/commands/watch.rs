@@ -273,12 +273,12 @@ async fn lead(l: &Leader<'_>) {
     let (synced_tx, synced_rx) = oneshot::channel();
     let (held_tx, held_rx) = watch::channel(None);
     let spec = l.config.namespaces.clone();
-    let labels = spec.label_keys();
+    let selector = spec.selector.clone();
     let classify = Box::new(move |ns: &Listed| Standing::of(&spec, ns));
     let namespaces = NamespaceWatch::new(
         l.watch_client.clone(),
         classify,
-        labels,
+        selector,
         l.shared.health.clone(),
         l.shared.metrics.clone(),
     )

@@ -19,6 +19,7 @@ use kube::{Api, Client};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::cluster::calls::{code_of, describe};
+use crate::cluster::labels::Selector;
 use crate::cluster::namespaces::{self, Listed};
 use crate::watch::health::Health;
 use crate::watch::metrics::{ErrorKind, Metrics};
@@ -92,8 +93,8 @@ pub struct NamespaceWatch {
     /// Every namespace, as the selection stands it.
     cache: BTreeMap<String, Standing>,
     classify: Classify,
-    /// The label keys the classification reads (--namespace-selector's): a listing keeps no other.
-    labels: Vec<String>,
+    /// --namespace-selector, applied as each namespace is read: no labels are kept.
+    selector: Option<Selector>,
     version: Option<String>,
     health: Health,
     metrics: Metrics,
@@ -105,7 +106,7 @@ impl NamespaceWatch {
     pub fn new(
         client: Client,
         classify: Classify,
-        labels: Vec<String>,
+        selector: Option<Selector>,
         health: Health,
         metrics: Metrics,
     ) -> NamespaceWatch {
@@ -114,7 +115,7 @@ impl NamespaceWatch {
             client,
             cache: BTreeMap::new(),
             classify,
-            labels,
+            selector,
             version: None,
             health,
             metrics,
@@ -134,7 +135,9 @@ impl NamespaceWatch {
         let mut watches: u64 = 0;
         loop {
             if self.version.is_none() {
-                match namespaces::list_with_version(self.client.clone(), &self.labels).await {
+                match namespaces::list_with_version(self.client.clone(), self.selector.as_ref())
+                    .await
+                {
                     Ok((listed, version)) => {
                         self.health.api_ok();
                         let new: BTreeMap<String, Standing> = listed
@@ -240,7 +243,7 @@ impl NamespaceWatch {
                     if let Some(v) = o.metadata.resource_version.clone() {
                         self.version = Some(v);
                     }
-                    if let Some(listed) = Listed::from_meta(o.metadata) {
+                    if let Some(listed) = Listed::from_meta(o.metadata, self.selector.as_ref()) {
                         let after = (self.classify)(&listed);
                         let before = self.cache.insert(listed.name.clone(), after);
                         if before != Some(after) {

@@ -60,14 +60,12 @@ mod tests {
 
     use super::*;
 
-    fn ns(name: &str, pulls: Option<&str>, terminating: bool) -> Listed {
-        Listed {
-            name: name.into(),
-            labels: pulls
-                .map(|v| BTreeMap::from([("pulls".to_string(), v.to_string())]))
-                .unwrap_or_default(),
-            terminating,
-        }
+    /// A namespace as listed for `spec`'s selector.
+    fn ns(spec: &NamespaceSpec, name: &str, pulls: Option<&str>, terminating: bool) -> Listed {
+        let labels = pulls
+            .map(|v| BTreeMap::from([("pulls".to_string(), v.to_string())]))
+            .unwrap_or_default();
+        Listed::new(name.into(), &labels, terminating, spec.selector.as_ref())
     }
 
     fn seen_by(spec: &NamespaceSpec, before: Option<Listed>, after: Option<Listed>) -> Seen {
@@ -94,27 +92,27 @@ mod tests {
         assert_eq!(
             react(
                 false,
-                &seen_by(&spec, None, Some(ns("team-a", Some("ecr"), false)))
+                &seen_by(&spec, None, Some(ns(&spec, "team-a", Some("ecr"), false)))
             ),
             write("team-a")
         );
         assert_eq!(
             react(
                 false,
-                &seen_by(&spec, None, Some(ns("web", Some("ecr"), false)))
+                &seen_by(&spec, None, Some(ns(&spec, "web", Some("ecr"), false)))
             ),
             Action::Nothing
         );
         assert_eq!(
             react(
                 false,
-                &seen_by(&spec, None, Some(ns("team-old", Some("ecr"), false)))
+                &seen_by(&spec, None, Some(ns(&spec, "team-old", Some("ecr"), false)))
             ),
             Action::Nothing
         );
         // Relabelled to match.
-        let before = ns("team-b", None, false);
-        let after = ns("team-b", Some("ecr"), false);
+        let before = ns(&spec, "team-b", None, false);
+        let after = ns(&spec, "team-b", Some("ecr"), false);
         assert_eq!(
             react(false, &seen_by(&spec, Some(before), Some(after.clone()))),
             write("team-b")
@@ -128,7 +126,7 @@ mod tests {
             Action::Nothing
         );
         // Terminating: neither written nor pruned; deleted: nothing.
-        let dying = ns("team-b", Some("ecr"), true);
+        let dying = ns(&spec, "team-b", Some("ecr"), true);
         assert_eq!(
             react(true, &seen_by(&spec, Some(after.clone()), Some(dying))),
             Action::Nothing
@@ -146,8 +144,8 @@ mod tests {
             exclude: vec![],
             selector: Some("pulls=ecr".parse().unwrap()),
         };
-        let before = ns("a", Some("ecr"), false);
-        let after = ns("a", Some("no"), false);
+        let before = ns(&spec, "a", Some("ecr"), false);
+        let after = ns(&spec, "a", Some("no"), false);
         let change = seen_by(&spec, Some(before), Some(after.clone()));
         assert_eq!(react(false, &change), Action::Nothing);
         assert_eq!(react(true, &change), Action::Prune("a".into()));
