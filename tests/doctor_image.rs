@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use aws_sdk_ecr::types::ImageIdentifier;
-use common::stand_in::{Registry, moto_ecr};
+use common::stand_in::{Registry, moto_ecr, seed_image_in};
 use common::*;
 use fake_kube::{AwsFault, Fault, Rule};
 use serde_json::{Value, json};
@@ -36,42 +36,8 @@ fn digest(seed: &str) -> String {
 /// A repository (in `account`) holding one image tagged `tag`, with an optional policy.
 /// Returns the image's digest as ECR computed it.
 async fn seed(account: &str, repo: &str, tag: &str, policy: Option<Value>) -> String {
+    let image_digest = seed_image_in(account, repo, tag).await;
     let ecr = moto_ecr();
-    // moto outlives test runs: start from an empty repository.
-    let _ = ecr
-        .delete_repository()
-        .registry_id(account)
-        .repository_name(repo)
-        .force(true)
-        .send()
-        .await;
-    ecr.create_repository()
-        .registry_id(account)
-        .repository_name(repo)
-        .send()
-        .await
-        .expect("moto creates the repository");
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1469, "digest": digest("c")},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2811, "digest": digest("a")}]
-    });
-    let put = ecr
-        .put_image()
-        .registry_id(account)
-        .repository_name(repo)
-        .image_manifest(manifest.to_string())
-        .image_tag(tag)
-        .send()
-        .await
-        .expect("moto stores the image");
-    let image_digest = put
-        .image()
-        .and_then(|i| i.image_id())
-        .and_then(|id| id.image_digest())
-        .expect("PutImage answers the digest")
-        .to_string();
     if let Some(p) = policy {
         ecr.set_repository_policy()
             .registry_id(account)

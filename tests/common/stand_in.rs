@@ -84,15 +84,23 @@ pub fn moto_ecr() -> aws_sdk_ecr::Client {
 /// A fresh repository `repo` in moto's default account holding one image tagged `tag`.
 /// Returns the image's digest as ECR computed it.
 pub async fn seed_image(repo: &str, tag: &str) -> String {
+    seed_image_in(super::ACCOUNT, repo, tag).await
+}
+
+/// A fresh repository `repo` in `account` holding one image tagged `tag`. Returns the image's
+/// digest as ECR computed it.
+pub async fn seed_image_in(account: &str, repo: &str, tag: &str) -> String {
     let ecr = moto_ecr();
     // moto outlives test runs: start from an empty repository.
     let _ = ecr
         .delete_repository()
+        .registry_id(account)
         .repository_name(repo)
         .force(true)
         .send()
         .await;
     ecr.create_repository()
+        .registry_id(account)
         .repository_name(repo)
         .send()
         .await
@@ -106,6 +114,7 @@ pub async fn seed_image(repo: &str, tag: &str) -> String {
     });
     let put = ecr
         .put_image()
+        .registry_id(account)
         .repository_name(repo)
         .image_manifest(manifest.to_string())
         .image_tag(tag)
