@@ -19,10 +19,10 @@ use crate::aws::settings::CredentialsSource;
 use crate::commands::kubelet_credential_provider::{self, KubeletError};
 use crate::config::{Cli, KubeletInstallArgs};
 use crate::kubelet::provider_config::{
-    self, Change, ConfigFileError, Entry, FIRST_CACHE_TYPE_MINOR, FIRST_TOKEN_MINOR, PROVIDER_NAME,
+    self, Change, Entry, FIRST_CACHE_TYPE_MINOR, FIRST_TOKEN_MINOR, PROVIDER_NAME,
     ServiceAccountRoles,
 };
-use crate::kubelet::yaml::{self, Format, ParseError};
+use crate::kubelet::yaml::{self, Format};
 
 /// Larger than any credential provider config; a bound so a wrong path (a log, a disk image)
 /// is refused instead of read whole.
@@ -56,17 +56,11 @@ pub enum InstallError {
     BinDir { dir: String, why: String },
     #[error("--config {path}: {why}")]
     ConfigPath { path: String, why: String },
+    /// The file does not parse, or is not a CredentialProviderConfig (the error says which).
     #[error(
         "--config {path}: {error}, so it was left alone and nothing was installed. Fix the file, or move it away to have a new one written"
     )]
-    ConfigParse { path: String, error: ParseError },
-    #[error(
-        "--config {path}: {error}, so it was left alone and nothing was installed. Fix the file, or move it away to have a new one written"
-    )]
-    ConfigContent {
-        path: String,
-        error: ConfigFileError,
-    },
+    ConfigRefused { path: String, error: String },
     #[error("cannot write {path}: {why}{after}")]
     Write {
         path: String,
@@ -278,9 +272,9 @@ fn plan_config(path: &Path, entry: &Entry) -> Result<(Option<String>, Change, bo
         }
         Ok(_) => {
             let text = fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
-            let node = yaml::parse(&text).map_err(|error| InstallError::ConfigParse {
+            let node = yaml::parse(&text).map_err(|e| InstallError::ConfigRefused {
                 path: shown.clone(),
-                error,
+                error: e.to_string(),
             })?;
             let comments = text
                 .lines()
@@ -289,9 +283,9 @@ fn plan_config(path: &Path, entry: &Entry) -> Result<(Option<String>, Change, bo
         }
     };
     let (next, change) =
-        provider_config::merge(config, entry).map_err(|error| InstallError::ConfigContent {
+        provider_config::merge(config, entry).map_err(|e| InstallError::ConfigRefused {
             path: shown.clone(),
-            error,
+            error: e.to_string(),
         })?;
     let text = (change != Change::Unchanged).then(|| yaml::render(&next, format));
     let dropped_comments = had_comments && text.is_some();
