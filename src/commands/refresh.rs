@@ -101,12 +101,19 @@ async fn before<T>(
 /// Everything a run needs from AWS, obtained before the cluster is touched.
 pub struct Tokens {
     pub auths: Vec<RegistryAuth>,
-    /// The earliest expiry among the tokens.
-    pub expires_at: Option<Timestamp>,
     /// Each registry host's token expiry, in the order of `auths`.
     pub expiries: Vec<(String, Option<Timestamp>)>,
     /// How many GetAuthorizationToken calls were made.
     pub calls: usize,
+}
+
+impl Tokens {
+    /// The earliest expiry among the tokens.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.expiries
+            .iter()
+            .fold(None, |earliest, (_, e)| ecr::earliest_of(earliest, *e))
+    }
 }
 
 /// The caller's own registry in the configured region, with that partition's suffix.
@@ -162,12 +169,8 @@ pub async fn tokens(config: &Config) -> Result<Tokens, SetupError> {
         auths.push(auth);
         calls += 1;
     }
-    let expires_at = expiries
-        .iter()
-        .fold(None, |earliest, (_, e)| ecr::earliest_of(earliest, *e));
     Ok(Tokens {
         auths,
-        expires_at,
         expiries,
         calls,
     })
@@ -227,7 +230,7 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     let hosts = hosts.join(",");
     tracing::info!(registries = %hosts, token_calls = tokens.calls, "ECR tokens obtained");
 
-    let annotations = annotations(&tokens.auths, tokens.expires_at);
+    let annotations = annotations(&tokens.auths, tokens.expires_at());
     // A dry run that names every namespace exactly needs no cluster at all. A run that writes
     // checks once that the API server answers, rather than fail every namespace one by one.
     let needs_cluster = !config.dry_run || config.namespaces.needs_listing();
@@ -301,7 +304,7 @@ async fn run_inner(config: &Config, started: Instant) -> Result<RunStatus, Setup
     let summary = write_and_prune(&ctx, &selection, results, &instance)
         .await
         .summary;
-    log_summary(&summary, tokens.expires_at, started.elapsed());
+    log_summary(&summary, tokens.expires_at(), started.elapsed());
     Ok(summary.status())
 }
 
@@ -331,7 +334,7 @@ pub fn desired_secret(config: &Config, tokens: &Tokens, instance: &str) -> Desir
     DesiredSecret::new(
         &config.secret_name,
         docker_config_json(&tokens.auths).expose().as_bytes(),
-        annotations(&tokens.auths, tokens.expires_at),
+        annotations(&tokens.auths, tokens.expires_at()),
         instance,
     )
 }

@@ -448,15 +448,15 @@ async fn refresh_round(
             }
         };
         let held = hold(l, &tokens);
-        tracing::info!(registries = %held.hosts, token_calls = tokens.calls, expires_at = ?tokens.expires_at, "ECR tokens obtained");
+        tracing::info!(registries = %held.hosts, token_calls = tokens.calls, expires_at = ?tokens.expires_at(), "ECR tokens obtained");
         let wait = schedule::until_refresh(
-            tokens.expires_at,
+            tokens.expires_at(),
             Timestamp::now(),
             l.args.refresh_before,
             schedule::jitter(),
         );
         plan.tokens_due = Instant::now() + wait;
-        health.tokens(tokens.expires_at);
+        health.tokens(tokens.expires_at());
         metrics.tokens(&tokens.expiries);
         held_tx.send_replace(Some(held.clone()));
         plan.held = Some(held);
@@ -510,7 +510,7 @@ fn hold(l: &Leader<'_>, tokens: &Tokens) -> Arc<Held> {
     Arc::new(Held {
         secret: refresh::desired_secret(l.config, tokens, l.instance),
         hosts: hosts.join(","),
-        expires_at: tokens.expires_at,
+        expires_at: tokens.expires_at(),
     })
 }
 
